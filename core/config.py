@@ -1,0 +1,355 @@
+"""The typed experiment config: one schema, each option documented once, validated at load.
+
+``load(grid, overrides)`` composes ``tune/`` with Hydra's compose API (so ``key=value``,
+``+key=value`` and ``~key`` behave as in verl), builds the frozen :class:`Config` and checks
+the combinations that types cannot express (``eval.k_max <= eval.n_samples``, plugin names,
+ladder sizes, grid axes). Every failure is a :class:`core.errors.ConfigError` naming the key,
+the value and what is allowed; nothing expensive has started when it is raised.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from core import schema
+from core.errors import ConfigError, UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "tune"
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Qwen2 architecture of a size built from scratch (the ``tiny`` ladder)."""
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    max_position_embeddings: int = 64
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources. ``gpus`` are per node; verl trials span ``nodes`` nodes."""
+    cpus: float = 1.0
+    gpus: int = 0
+    nodes: int = 1
+
+
+@dataclass(frozen=True)
+class Size:
+    """One rung of a ladder: built from ``arch`` (tiny) or loaded from ``path`` (a Hugging
+    Face hub id or a local folder). ``params`` is the parameter count (checked for tiny)."""
+    params: int | None = None
+    path: str | None = None
+    arch: Arch | None = None
+    sft_lr: float | None = None   # this size's SFT learning rate (None: sft.lr)
+    rl_lr: float | None = None    # this size's RL learning rate (None: rl.lr)
+    resources: Resources = Resources()
+
+
+@dataclass(frozen=True)
+class Ladder:
+    name: str
+    description: str
+    sizes: dict[str, Size]
+
+
+@dataclass(frozen=True)
+class Data:
+    dataset: str = "synthetic"              # dataset plugin
+    domains: tuple[str, ...] = ("arith",)   # must be among the plugin's domains
+    difficulties: tuple[int, ...] = (1, 2)  # difficulty levels drawn
+    d_rl: int = 512                         # RL prompts in the pool (D_RL)
+    d_sft: int = 2000                       # SFT worked examples (D_SFT, 0 = no warm start)
+    n_eval: int = 64                        # held-out eval prompts in total
+    seed: int = 0                           # data seed (shared by the SFT base)
+
+
+@dataclass(frozen=True)
+class Reward:
+    name: str = "synthetic"       # reward plugin
+    format_weight: float = 0.0    # weight of the format score added to correctness
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    name: str = "mixed"           # curriculum plugin
+
+
+@dataclass(frozen=True)
+class SFT:
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3              # overridden per size by ladder.sizes.<size>.sft_lr
+
+
+@dataclass(frozen=True)
+class RL:
+    steps: int = 40
+    prompts_per_step: int = 32
+    group_size: int = 8                      # samples per prompt (G)
+    lr: float = 3e-4                         # overridden per size by ladder.sizes.<size>.rl_lr
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 8
+    clip_ratio: float = 0.2
+    kl_coef: float | None = None             # None: no reference model, no KL term
+    max_grad_norm: float = 1.0
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    adv_estimator: Literal["grpo"] = "grpo"
+
+
+@dataclass(frozen=True)
+class Eval:
+    every: int = 10               # evaluate at step 0, every `every` steps and at the end
+    n_samples: int = 16           # samples per eval prompt (n of pass@k)
+    k_max: int = 16               # largest k; pass@k_max is the creativity index
+    temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    low: float
+    high: float
+    log: bool = False
+    type: Literal["float", "int"] = "float"
+
+
+@dataclass(frozen=True)
+class Search:
+    """A continuous search (Optuna) instead of a grid."""
+    metric: str
+    mode: Literal["max", "min"]
+    num_samples: int
+    space: dict[str, SearchDim]
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # dotted key -> values
+    search: Search | None = None
+    max_concurrent: int | None = None    # None: as many as resources allow
+
+
+@dataclass(frozen=True)
+class Tracking:
+    tracking_uri: str | None = None   # None: $MLFLOW_TRACKING_URI or sqlite in the project
+    experiment: str | None = None     # None: the grid's name
+
+
+@dataclass(frozen=True)
+class Config:
+    grid: Grid
+    ladder: Ladder
+    model: str                                    # ladder size of this trial
+    backend: Literal["local", "verl"] = "local"
+    seed: int = 0                                 # RL seed
+    data: Data = Data()
+    reward: Reward = Reward()
+    curriculum: Curriculum = Curriculum()
+    sft: SFT = SFT()
+    rl: RL = RL()
+    eval: Eval = Eval()
+    tracking: Tracking = Tracking()
+    resume: bool = False
+    output_dir: str = "runs"
+    cache_dir: str = ".cache"
+
+    @property
+    def size(self) -> Size:
+        return self.ladder.sizes[self.model]
+
+
+# ---------------------------------------------------------------- composition
+
+def grid_names() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "grid").glob("*.yaml"))
+
+
+def grid_descriptions() -> dict[str, str]:
+    import yaml
+    out = {}
+    for name in grid_names():
+        doc = yaml.safe_load((CONFIG_DIR / "grid" / f"{name}.yaml").read_text()) or {}
+        out[name] = str((doc.get("grid") or {}).get("description", "")).strip()
+    return out
+
+
+def compose(grid: str, overrides: list[str] = ()) -> dict:
+    """Compose ``tune/config.yaml`` with ``grid=<grid>`` and the overrides; a plain dict."""
+    if grid not in grid_names():
+        raise ConfigError("grid", grid, "no such file under tune/grid/", allowed=grid_names())
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=[f"grid={grid}", *overrides])
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        msg = f"config error in overrides {list(overrides)}: {_first_line(exc)}"
+        bad = re.search(r"Could not override '([^']+)'", str(exc))
+        if bad and overrides:   # name the keys that do exist where the typo is
+            parent, _, _ = bad.group(1).rpartition(".")
+            node = compose(grid, [])
+            for part in filter(None, parent.split(".")):
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict) and node:
+                msg += f"; keys under `{parent or '<root>'}`: {', '.join(node)}"
+        raise UserError(msg) from exc
+    data["grid"]["name"] = grid
+    data["grid"]["axes"] = _flatten_axes(data["grid"].get("axes") or {})
+    return data
+
+
+def _flatten_axes(axes: dict, prefix: str = "") -> dict:
+    """``grid.axes.rl.lr=[..]`` on the command line nests; YAML may write ``rl.lr: [..]``.
+    Both mean the axis ``rl.lr``."""
+    flat = {}
+    for key, values in axes.items():
+        if isinstance(values, dict):
+            flat.update(_flatten_axes(values, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = values
+    return flat
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return " ".join(text.splitlines()[:3]) if text else type(exc).__name__
+
+
+def load(grid: str, overrides: list[str] = (), registry=None) -> Config:
+    """Compose, build and check. ``registry`` defaults to the process-wide plugin registry."""
+    raw = compose(grid, list(overrides))
+    return validate(raw, registry)
+
+
+def validate(raw: dict, registry=None) -> Config:
+    cfg = schema.build(Config, raw)
+    if registry is None:
+        from core.plugins import registry as get_registry
+        registry = get_registry()
+    check(cfg, registry)
+    for key, values in cfg.grid.axes.items():
+        if not values:
+            raise ConfigError(f"grid.axes.{key}", [], "an axis needs at least one value")
+        for value in values:
+            try:
+                trial = with_values(raw, {key: value})
+                check(schema.build(Config, trial), registry)
+            except ConfigError as exc:
+                raise ConfigError(f"grid.axes.{key}", value, f"invalid as {exc.key}: "
+                                  f"{str(exc).split(': ', 1)[1]}") from exc
+    return cfg
+
+
+def expand(cfg: Config) -> list[tuple[dict[str, Any], Config]]:
+    """The grid's trials: one (axis values, trial config) per point of the axes' product."""
+    import itertools
+    raw = schema.to_dict(cfg)
+    keys = list(cfg.grid.axes)
+    out = []
+    for combo in itertools.product(*(cfg.grid.axes[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        out.append((values, schema.build(Config, with_values(raw, values))))
+    return out
+
+
+def with_values(raw: dict, values: dict[str, Any]) -> dict:
+    """A copy of ``raw`` with dotted keys set; a key must already exist (no typos)."""
+    out = copy.deepcopy(raw)
+    for dotted, value in values.items():
+        node, parts = out, dotted.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                parent = ".".join(parts[:i]) or "<root>"
+                allowed = list(node) if isinstance(node, dict) else None
+                raise ConfigError(dotted, value, f"unknown key (no `{part}` under `{parent}`)",
+                                  allowed=allowed)
+            if i == len(parts) - 1:
+                node[part] = value
+            node = node[part]
+    return out
+
+
+def _require(ok: bool, key: str, value: Any, expected: str, allowed=None) -> None:
+    if not ok:
+        raise ConfigError(key, value, expected, allowed=allowed)
+
+
+def check(cfg: Config, registry) -> None:
+    """Checks that span keys or need the plugin registry."""
+    _require(cfg.model in cfg.ladder.sizes, "model", cfg.model,
+             f"not a size of ladder {cfg.ladder.name!r}", allowed=list(cfg.ladder.sizes))
+    for name, size in cfg.ladder.sizes.items():
+        _require((size.path is None) != (size.arch is None), f"ladder.sizes.{name}",
+                 {"path": size.path, "arch": size.arch},
+                 "a size needs exactly one of `path` (hub id or folder) or `arch`")
+    _check_plugins(cfg, registry)
+    _check_numbers(cfg)
+    if cfg.backend == "verl":
+        _require(cfg.size.path is not None, "backend", cfg.backend,
+                 f"the verl backend loads checkpoints by hub id or path; size {cfg.model!r} "
+                 f"of ladder {cfg.ladder.name!r} has none (use ladder=r1_distill)")
+        _require(cfg.size.resources.gpus >= 1, f"ladder.sizes.{cfg.model}.resources.gpus",
+                 cfg.size.resources.gpus, "the verl backend needs at least 1 GPU per trial")
+    if cfg.grid.search is not None:
+        _require(not cfg.grid.axes, "grid.search", "set",
+                 "a grid declares either `axes` (grid search) or `search` (Optuna), not both")
+
+
+def _check_plugins(cfg: Config, registry) -> None:
+    from core.errors import UnknownPluginError
+    for kind, key, name in (("datasets", "data.dataset", cfg.data.dataset),
+                            ("rewards", "reward.name", cfg.reward.name),
+                            ("curricula", "curriculum.name", cfg.curriculum.name)):
+        try:
+            registry.get(kind, name)
+        except UnknownPluginError as exc:
+            raise ConfigError(key, name, f"no {kind} plugin of that name",
+                              allowed=exc.valid) from exc
+    spec = registry.get("datasets", cfg.data.dataset)
+    for i, domain in enumerate(cfg.data.domains):
+        _require(domain in spec.domains, f"data.domains.{i}", domain,
+                 f"not a domain of dataset {spec.name!r}", allowed=spec.domains)
+
+
+def _check_numbers(cfg: Config) -> None:
+    positive = {"data.d_rl": cfg.data.d_rl, "data.n_eval": cfg.data.n_eval,
+                "rl.prompts_per_step": cfg.rl.prompts_per_step,
+                "rl.max_new_tokens": cfg.rl.max_new_tokens, "eval.every": cfg.eval.every,
+                "eval.n_samples": cfg.eval.n_samples, "eval.k_max": cfg.eval.k_max,
+                "sft.batch_size": cfg.sft.batch_size}
+    for key, value in positive.items():
+        _require(value >= 1, key, value, "must be >= 1")
+    for key, value in {"rl.steps": cfg.rl.steps, "sft.steps": cfg.sft.steps,
+                       "data.d_sft": cfg.data.d_sft}.items():
+        _require(value >= 0, key, value, "must be >= 0")
+    for key, value in {"rl.lr": cfg.rl.lr, "sft.lr": cfg.sft.lr,
+                       "rl.max_grad_norm": cfg.rl.max_grad_norm}.items():
+        _require(value > 0, key, value, "must be > 0")
+    _require(cfg.rl.group_size >= 2, "rl.group_size", cfg.rl.group_size,
+             "GRPO needs at least 2 samples per prompt (advantages are group-relative)")
+    _require(cfg.eval.k_max <= cfg.eval.n_samples, "eval.k_max", cfg.eval.k_max,
+             f"must be <= eval.n_samples ({cfg.eval.n_samples}): pass@k needs n >= k samples")
+    _require(cfg.eval.temperature > 0 or cfg.eval.n_samples == 1, "eval.temperature",
+             cfg.eval.temperature, "must be > 0 when eval.n_samples > 1 (greedy samples are "
+             "identical, so pass@k would equal pass@1)")
+    _require(cfg.rl.temperature > 0, "rl.temperature", cfg.rl.temperature, "must be > 0")
+    _require(0 < cfg.rl.top_p <= 1, "rl.top_p", cfg.rl.top_p, "must be in (0, 1]")
+    _require(0 < cfg.rl.clip_ratio < 1, "rl.clip_ratio", cfg.rl.clip_ratio, "must be in (0, 1)")
+    _require(cfg.rl.kl_coef is None or cfg.rl.kl_coef > 0, "rl.kl_coef", cfg.rl.kl_coef,
+             "must be > 0, or null to turn the KL term off")
+    _require((cfg.data.d_sft == 0) == (cfg.sft.steps == 0), "sft.steps", cfg.sft.steps,
+             f"SFT steps and data.d_sft ({cfg.data.d_sft}) must both be 0 (no warm start) "
+             "or both be > 0")
+    _require(len(set(cfg.data.domains)) == len(cfg.data.domains) and cfg.data.domains,
+             "data.domains", list(cfg.data.domains), "must be a non-empty list without repeats")

@@ -1,0 +1,75 @@
+"""Typed, frozen records that plugins yield from their hooks.
+
+A spec says what a plugin provides and how to build it; it never builds anything itself.
+Factories do the heavy imports (torch, transformers, ...) only when they are called, so that
+loading every plugin to list them stays cheap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+KINDS = ("rewards", "curricula", "datasets", "environments")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    factory: Callable[..., Any]
+    description: str
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"plugin name {self.name!r} must be non-empty [A-Za-z0-9_-]")
+        if not callable(self.factory):
+            raise TypeError(f"plugin {self.name!r}: factory must be callable")
+        if "\n" in self.description.strip() or not self.description.strip():
+            raise ValueError(f"plugin {self.name!r}: description must be one non-empty line")
+
+
+@dataclass(frozen=True)
+class RewardSpec(_Spec):
+    """A reward function. ``kind="rule"`` is a verifier run in-process; ``kind="learned"`` is
+    a reward model (scored through a Ray Serve endpoint). ``data_sources`` lists the
+    ``data_source`` prefixes it can score (empty: any)."""
+
+    kind: Literal["rule", "learned"] = "rule"
+    data_sources: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind not in ("rule", "learned"):
+            raise ValueError(f"reward {self.name!r}: kind must be 'rule' or 'learned', got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class CurriculumSpec(_Spec):
+    """A prompt-ordering policy: which RL prompts the trainer sees at each step."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec(_Spec):
+    """A prompt source. ``domains`` and ``splits`` are what the config may select."""
+
+    domains: tuple[str, ...] = field(default_factory=tuple)
+    splits: tuple[str, ...] = ("train", "eval")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.domains:
+            raise ValueError(f"dataset {self.name!r}: domains must not be empty")
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec(_Spec):
+    """A multi-turn text environment (LMRL-Gym style)."""
+
+    max_turns: int = 1
+
+
+SPEC_TYPES: dict[str, type[_Spec]] = {
+    "rewards": RewardSpec,
+    "curricula": CurriculumSpec,
+    "datasets": DatasetSpec,
+    "environments": EnvironmentSpec,
+}

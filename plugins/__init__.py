@@ -1,0 +1,1 @@
+"""Built-in plugins, registered before third-party ones (see core/plugins.py)."""

@@ -1,0 +1,1 @@
+"""Built-in curricula plugins: every public module here is registered."""

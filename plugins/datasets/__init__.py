@@ -1,0 +1,1 @@
+"""Built-in datasets plugins: every public module here is registered."""

@@ -1,0 +1,124 @@
+"""Verifiable synthetic tasks: the CPU default dataset.
+
+Three domains with graded difficulty, seeded generation and disjoint train / eval splits:
+
+- ``arith``: sum of two (level 1-2) or three (level 3) numbers, ``"47+5="`` -> ``"52"``
+- ``sort``: sort a string of digits, ``"s:3142="`` -> ``"1234"``
+- ``rev``:  reverse a string of letters, ``"r:abcd="`` -> ``"dcba"``
+
+A response ends with the final-answer marker and the answer, ``"#52"``; the rule verifier
+(``plugins/rewards/synthetic.py``) scores format (marker present, answer well formed) and
+correctness separately.
+
+Records use Guru-RL-92k's field names so that one code path serves both::
+
+    {"data_source": "synthetic__arith", "ability": "arith",
+     "prompt": [{"role": "user", "content": "47+5="}],
+     "reward_model": {"style": "rule", "ground_truth": "52"},
+     "extra_info": {"domain": "arith", "difficulty": 2, "split": "train", "index": 0,
+                    "sft_response": "#52"}}
+
+Which split a prompt belongs to is a function of the prompt text alone (a hash), so train and
+eval never share a prompt whatever the seeds and sizes.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+
+from core.hookspecs import hookimpl
+from core.specs import DatasetSpec
+
+MARKER = "#"
+SOURCE_PREFIX = "synthetic__"
+EVAL_FRACTION = 0.15
+_LETTERS = "abcdefghij"
+
+
+def _arith(rng: random.Random, level: int) -> tuple[str, str]:
+    if level == 1:
+        terms = [rng.randrange(10), rng.randrange(10)]
+    elif level == 2:
+        terms = [rng.randrange(10, 100), rng.randrange(10)]
+    elif level == 3:
+        terms = [rng.randrange(10, 100), rng.randrange(10, 100)]
+    else:
+        terms = [rng.randrange(100, 1000), rng.randrange(10, 100)]
+    return "+".join(map(str, terms)) + "=", str(sum(terms))
+
+
+def _sort(rng: random.Random, level: int) -> tuple[str, str]:
+    digits = [str(rng.randrange(10)) for _ in range(level + 1)]
+    return f"s:{''.join(digits)}=", "".join(sorted(digits))
+
+
+def _rev(rng: random.Random, level: int) -> tuple[str, str]:
+    letters = "".join(rng.choice(_LETTERS) for _ in range(level + 1))
+    return f"r:{letters}=", letters[::-1]
+
+
+GENERATORS: dict[str, Callable[[random.Random, int], tuple[str, str]]] = {
+    "arith": _arith, "sort": _sort, "rev": _rev}
+DOMAINS = tuple(GENERATORS)
+LEVELS = (1, 2, 3, 4)
+SPLITS = ("train", "eval")
+
+
+def split_of(prompt: str) -> str:
+    """The split a prompt belongs to; a hash of its text, so splits are always disjoint."""
+    h = int.from_bytes(hashlib.sha1(prompt.encode()).digest()[:4], "big") / 2**32
+    return "eval" if h < EVAL_FRACTION else "train"
+
+
+def make_record(domain: str, level: int, prompt: str, answer: str, split: str,
+                index: int) -> dict:
+    return {
+        "data_source": SOURCE_PREFIX + domain,
+        "ability": domain,
+        "prompt": [{"role": "user", "content": prompt}],
+        "reward_model": {"style": "rule", "ground_truth": answer},
+        "extra_info": {"domain": domain, "difficulty": level, "split": split,
+                       "index": index, "sft_response": MARKER + answer},
+    }
+
+
+def generate(n: int, split: str, domains: Sequence[str] = DOMAINS,
+             levels: Sequence[int] = LEVELS, seed: int = 0) -> list[dict]:
+    """``n`` records of ``split``, spread evenly over ``domains`` x ``levels`` (seeded).
+
+    Within one (domain, level) cell prompts are distinct until the cell's pool runs out
+    (single-digit sums have only 100); after that they repeat, as sampling with replacement.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: allowed {', '.join(SPLITS)}")
+    bad = [d for d in domains if d not in GENERATORS]
+    if bad:
+        raise ValueError(f"unknown synthetic domain {bad[0]!r}; allowed: {', '.join(DOMAINS)}")
+    cells = [(d, lv) for d in domains for lv in levels]
+    rng = random.Random(f"{seed}/{split}")
+    records: list[dict] = []
+    for i in range(n):
+        domain, level = cells[i % len(cells)]
+        seen = {r["prompt"][0]["content"] for r in records[-len(cells) * 64:]
+                if r["extra_info"]["difficulty"] == level and r["ability"] == domain}
+        for attempt in range(2000):
+            prompt, answer = GENERATORS[domain](rng, level)
+            if split_of(prompt) == split and (prompt not in seen or attempt > 200):
+                break
+        records.append(make_record(domain, level, prompt, answer, split, i))
+    rng.shuffle(records)
+    return records
+
+
+def load(split: str, n: int, domains: Sequence[str] = DOMAINS,
+         difficulties: Sequence[int] = LEVELS, seed: int = 0) -> list[dict]:
+    """Dataset-plugin factory: ``n`` seeded records of one split."""
+    return generate(n, split, domains, difficulties, seed)
+
+
+@hookimpl
+def agentic_rl_datasets():
+    yield DatasetSpec(
+        name="synthetic", factory=load, domains=DOMAINS, splits=SPLITS,
+        description="seeded verifiable tasks (sums, digit sorting, string reversal), levels 1-4")

@@ -1,0 +1,1 @@
+"""Built-in rewards plugins: every public module here is registered."""

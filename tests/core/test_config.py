@@ -1,0 +1,93 @@
+import pytest
+
+from core import config, schema
+from core.errors import ConfigError, UserError
+
+
+def test_demo_composes_into_typed_config():
+    cfg = config.load("demo", [])
+    assert cfg.grid.name == "demo" and cfg.backend == "local"
+    assert cfg.ladder.name == "tiny" and {"xs", "s", "m"} <= set(cfg.ladder.sizes)
+    assert cfg.grid.axes["model"] == ("xs", "s", "m")
+    assert isinstance(cfg.rl.lr, float) and isinstance(cfg.data.domains, tuple)
+    trials = config.expand(cfg)
+    assert len(trials) == 6
+    assert {t.model for _, t in trials} == {"xs", "s", "m"}
+    assert {t.seed for _, t in trials} == {0, 1}
+
+
+def test_overrides_follow_hydra_grammar():
+    cfg = config.load("demo", ["rl.steps=3", "eval.k_max=4", "grid.axes.seed=[5]",
+                               "~grid.axes.model", "rl.kl_coef=0.01"])
+    assert cfg.rl.steps == 3 and cfg.eval.k_max == 4 and cfg.rl.kl_coef == 0.01
+    assert cfg.grid.axes == {"seed": (5,)}
+    cfg = config.load("demo", ["ladder=r1_distill", "model=7b", "backend=verl",
+                               "~grid.axes.model"])
+    assert cfg.size.path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+    assert cfg.size.resources.gpus == 8
+
+
+def test_every_grid_file_validates():
+    for name in config.grid_names():
+        cfg = config.load(name, [])
+        assert cfg.grid.description
+        assert config.expand(cfg)
+
+
+BAD = [
+    # (overrides, key named in the message, other fragments of the message)
+    (["eval.k_max=32"], "eval.k_max", ["32", "eval.n_samples (16)"]),
+    (["rl.lr=fast"], "rl.lr", ["'fast'", "expected a number"]),
+    (["rl.steps=2.5"], "rl.steps", ["2.5", "expected an integer"]),
+    (["backend=jax"], "backend", ["'jax'", "allowed: local, verl"]),
+    (["+rl.learning_rate=1e-4"], "rl.learning_rate", ["unknown key", "lr", "group_size"]),
+    (["reward.name=neural"], "reward.name", ["'neural'", "allowed: synthetic"]),
+    (["curriculum.name=hard_first"], "curriculum.name", ["'hard_first'", "mixed"]),
+    (["data.domains=[arith,chess]"], "data.domains.1", ["'chess'", "arith, sort, rev"]),
+    (["model=huge", "~grid.axes.model"], "model", ["'huge'", "xs, s, m, l"]),
+    (["grid.axes.model=[xs,xxl]"], "grid.axes.model", ["'xxl'", "xs, s, m, l"]),
+    (["+grid.axes.rl.lrr=[1,2]"], "grid.axes.rl.lrr", ["unknown key", "no `lrr` under `rl`"]),
+    (["rl.group_size=1"], "rl.group_size", ["at least 2 samples"]),
+    (["rl.loss_agg_mode=mean"], "rl.loss_agg_mode", ["'mean'", "token-mean, seq-mean-token-sum"]),
+    (["rl.kl_coef=0"], "rl.kl_coef", ["null to turn the KL term off"]),
+    (["data.d_sft=0"], "sft.steps", ["both be 0"]),
+    (["eval.temperature=0"], "eval.temperature", ["must be > 0"]),
+    (["backend=verl"], "backend", ["ladder=r1_distill"]),
+    (["data.d_rl=0"], "data.d_rl", ["must be >= 1"]),
+    (["rl.temperature=true"], "rl.temperature", ["expected a number"]),
+    (["resume=maybe"], "resume", ["expected true or false"]),
+]
+
+
+@pytest.mark.parametrize("overrides,key,fragments", BAD, ids=[b[1] + ":" + b[0][0] for b in BAD])
+def test_bad_input_names_key_value_and_allowed(overrides, key, fragments):
+    with pytest.raises(ConfigError) as err:
+        config.load("demo", overrides)
+    msg = str(err.value)
+    assert err.value.key == key, msg
+    assert f"`{key}`" in msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+
+
+def test_hydra_level_errors_are_one_message():
+    with pytest.raises(UserError, match="nosuchkey"):
+        config.load("demo", ["nosuchkey=1"])          # missing '+' for a new key
+    with pytest.raises(ConfigError) as err:
+        config.load("nosuchgrid", [])
+    assert "demo" in str(err.value) and "model_scaling" in str(err.value)
+
+
+def test_schema_roundtrip_and_required_keys():
+    cfg = config.load("demo", [])
+    assert schema.build(config.Config, schema.to_dict(cfg)) == cfg
+    raw = schema.to_dict(cfg)
+    del raw["model"]
+    with pytest.raises(ConfigError, match="required key is missing"):
+        schema.build(config.Config, raw)
+
+
+def test_search_and_axes_are_exclusive():
+    with pytest.raises(ConfigError, match="either `axes`"):
+        config.load("demo", ["+grid.search={metric: val/pass_at_1, mode: max, num_samples: 4,"
+                             " space: {rl.lr: {low: 1e-5, high: 1e-3, log: true}}}"])
