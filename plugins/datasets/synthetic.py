@@ -2,9 +2,9 @@
 
 Three domains with graded difficulty, seeded generation and disjoint train / eval splits:
 
-- ``arith``: sum of two (level 1-2) or three (level 3) numbers, ``"47+5="`` -> ``"52"``
-- ``sort``: sort a string of digits, ``"s:3142="`` -> ``"1234"``
-- ``rev``:  reverse a string of letters, ``"r:abcd="`` -> ``"dcba"``
+- ``arith``: a sum, d+d (level 1), dd+d (2), dd+dd (3), ddd+dd (4): ``"47+5="`` -> ``"52"``
+- ``sort``: sort 2L+1 digits at level L, ``"s:31425="`` -> ``"12345"``
+- ``rev``:  reverse 2L+2 letters at level L, ``"r:abcd="`` -> ``"dcba"``
 
 A response ends with the final-answer marker and the answer, ``"#52"``; the rule verifier
 (``plugins/rewards/synthetic.py``) scores format (marker present, answer well formed) and
@@ -49,12 +49,12 @@ def _arith(rng: random.Random, level: int) -> tuple[str, str]:
 
 
 def _sort(rng: random.Random, level: int) -> tuple[str, str]:
-    digits = [str(rng.randrange(10)) for _ in range(level + 1)]
+    digits = [str(rng.randrange(10)) for _ in range(2 * level + 1)]
     return f"s:{''.join(digits)}=", "".join(sorted(digits))
 
 
 def _rev(rng: random.Random, level: int) -> tuple[str, str]:
-    letters = "".join(rng.choice(_LETTERS) for _ in range(level + 1))
+    letters = "".join(rng.choice(_LETTERS) for _ in range(2 * level + 2))
     return f"r:{letters}=", letters[::-1]
 
 

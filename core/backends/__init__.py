@@ -1,0 +1,1 @@
+"""Trial backends: `local` (HF generate + torch, CPU default) and, later, `verl`."""

@@ -1,0 +1,92 @@
+"""Batched sampling and log-probabilities for causal LMs (Hugging Face ``generate``).
+
+A prompt is ``<bos>`` + its text; a response is the sampled tokens up to and including the
+first ``<eos>``. Batches are left-padded, so position ids are derived from the attention mask
+(as ``generate`` does) whenever the model runs outside ``generate``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled sequences. Shapes: (B, P) prompt, (B, R) response."""
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor   # 1 on response tokens up to and including <eos>
+    texts: list[str]              # decoded responses without special tokens
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return torch.cat([self.prompt_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.prompt_mask, self.response_mask], dim=1)
+
+    def seqlens(self) -> list[int]:
+        """Tokens each sequence actually holds (prompt + response, no padding)."""
+        return self.attention_mask.sum(dim=1).tolist()
+
+    def padded_seqlens(self) -> list[int]:
+        """Tokens the model processed per row: padded batches compute every position."""
+        return [self.input_ids.shape[1]] * self.input_ids.shape[0]
+
+
+def prompt_text(record: dict) -> str:
+    """The text of a record's (single-turn) chat prompt."""
+    return record["prompt"][-1]["content"]
+
+
+def encode_prompts(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer([tokenizer.bos_token + t for t in texts], return_tensors="pt",
+                    padding=True, add_special_tokens=False)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def response_mask_from(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """1 up to and including the first <eos>; 0 after (generate pads finished rows)."""
+    is_eos = (ids == eos_id).int()
+    after_eos = (is_eos.cumsum(dim=1) - is_eos) > 0
+    return (~after_eos).long()
+
+
+@torch.no_grad()
+def sample(model, tokenizer, texts: list[str], n: int, max_new_tokens: int,
+           temperature: float, top_p: float = 1.0) -> Rollout:
+    """``n`` samples for each prompt text, rows grouped by prompt (prompt i: rows i*n..i*n+n-1).
+
+    ``top_k=0`` matters: Hugging Face's default top_k=50 would silently truncate a
+    character-level vocabulary and change the sampling distribution.
+    """
+    ids, mask = encode_prompts(tokenizer, texts)
+    ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
+    out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
+                         temperature=temperature, top_p=top_p, top_k=0,
+                         max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    resp = out[:, ids.shape[1]:]
+    rmask = response_mask_from(resp, tokenizer.eos_token_id)
+    resp = torch.where(rmask.bool(), resp, torch.full_like(resp, tokenizer.pad_token_id))
+    texts_out = tokenizer.batch_decode(resp, skip_special_tokens=True)
+    return Rollout(ids, mask, resp, rmask, texts_out)
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   n_response: int, with_entropy: bool = False):
+    """Log-probs (and optionally entropies) of the last ``n_response`` tokens: (B, R)."""
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=position_ids, use_cache=False).logits
+    logits = logits[:, -n_response - 1:-1].float()
+    logp_all = torch.log_softmax(logits, dim=-1)
+    targets = input_ids[:, -n_response:]
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return logp
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy

@@ -1,0 +1,33 @@
+"""One trial: a validated config in, per-step metrics (and checkpoints) out.
+
+``run_trial`` is what every driver calls (the grid driver, a Ray Tune trainable, a test); it
+picks the backend and finds the checkpoint to resume from, so a killed trial continues from
+its last evaluation step.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from core.config import Config
+from core.errors import UserError
+
+
+def latest_checkpoint(workdir: Path) -> Path | None:
+    ckpts = sorted((Path(workdir) / "checkpoints").glob("step_*"))
+    done = [c for c in ckpts if (c / "trainer.json").exists()]
+    return done[-1] if done else None
+
+
+def run_trial(cfg: Config, workdir: Path, resume: bool = True,
+              log=print) -> Iterator[tuple[dict[str, float], Path | None]]:
+    """Yield (metrics, checkpoint folder or None) for every RL step of this trial."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    start = latest_checkpoint(workdir) if resume else None
+    if cfg.backend == "local":
+        from core.backends import local
+        yield from local.run(cfg, workdir, resume=start, log=log)
+    else:
+        raise UserError(f"backend={cfg.backend!r} is not available yet in this version; "
+                        "allowed now: local")
