@@ -1,92 +1,195 @@
-"""Grid driver (in-process, sequential): runs every trial of a grid with progress output.
+"""Grid driver: the grid's axes as a Ray Tune ``grid_search``, one trial per point.
 
-Each trial writes ``runs/<grid>/<stamp>/trial_<i>/metrics.jsonl`` (one line per RL step) and
-its checkpoints; ``resume=true`` continues the newest run of the grid from each trial's last
-checkpoint, losing no finished step. At the end it prints pass@1 before and after RL per model
-size, averaged over seeds, with a 90% bootstrap interval over eval prompts and seeds.
-
-(The Ray Tune driver with MLflow runs and the scaling-law report replaces this loop in the
-scaling-grids issue; trials already go through ``core.trial.run_trial``, which it will reuse.)
+``ray.init()`` joins the cluster named by ``$RAY_ADDRESS`` (so ``ray job submit -- python -m
+core.tune grid=...`` works) and starts a local Ray otherwise. Per-trial resources come from the
+ladder. Trials are plain functions that call ``tune.report`` with every step's metrics and a
+``tune.Checkpoint`` at each evaluation; ``FailureConfig`` retries a crashed trial from its last
+checkpoint, and ``resume=true`` continues the newest run of the grid with ``Tuner.restore``.
+MLflow logging happens in the driver (``ProgressAndMlflow``), the report at the end.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
-from core.config import Config
-from core.metrics import paired_gain_ci
+from core import schema
+from core.config import Config, with_values
+from core.tracking import Tracker, experiment_name, tracking_uri
 from core.trial import run_trial
+
+FAULT_ENV = "ARL_FAULT_KILL_AT_STEP"   # testing hook: kill each trial once after this step
 
 
 def run_dir(cfg: Config) -> Path:
     root = Path(cfg.output_dir).resolve() / cfg.grid.name
     if cfg.resume:
-        previous = sorted(p for p in root.glob("*") if p.is_dir())
+        previous = sorted(p for p in root.glob("*") if (p / "grid.json").exists())
         if previous:
             return previous[-1]
         print(f"resume=true but no earlier run under {root}; starting a new one")
     return root / time.strftime("%Y%m%d-%H%M%S")
 
 
-def _read_steps(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def trial_key(values: dict) -> str:
+    return "_".join(f"{k.replace('.', '-')}={v}" for k, v in values.items()) or "single"
+
+
+def train_fn(config: dict, raw: dict, out: str, fault_step: int | None) -> None:
+    """The Tune trainable: one trial of the grid (``config`` holds this point's axis values)."""
+    import logging
+
+    from ray import tune
+    logging.getLogger("ray.train").setLevel(logging.WARNING)   # one line per checkpoint
+    cfg = schema.build(Config, with_values(raw, config))
+    workdir = Path(out) / "trials" / trial_key(config)
+    checkpoint = tune.get_checkpoint()
+    resume = Path(checkpoint.to_directory()) if checkpoint else None
+    for metrics, ckpt in run_trial(cfg, workdir, resume_from=resume):
+        metrics = {**metrics, "trial_dir": str(workdir)}
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt) if ckpt else None)
+        marker = workdir / "fault_injected"
+        if fault_step is not None and metrics["step"] == fault_step and not marker.exists():
+            marker.write_text("killed once by the fault-injection hook\n")
+            os._exit(1)   # an abrupt death, as an OOM kill or a lost node would be
+
+
+def _make_callback():
+    from ray import tune
+
+    class ProgressAndMlflow(tune.Callback):
+        """Logs each trial to its MLflow child run and prints progress with an ETA."""
+
+        def __init__(self, raw: dict, uri: str, experiment: str, parent_id: str,
+                     total_steps: int) -> None:
+            self.raw, self.uri, self.experiment = raw, uri, experiment
+            self.parent_id, self.total_steps = parent_id, total_steps
+            self.runs: dict[str, str] = {}
+            self.done: set[tuple[str, int]] = set()
+            self.t0 = time.time()
+            self._tracker = None
+
+        def __getstate__(self):   # Tuner.restore unpickles callbacks; the client is rebuilt
+            return {**self.__dict__, "_tracker": None, "t0": None}
+
+        @property
+        def tracker(self) -> Tracker:
+            if self._tracker is None:
+                self._tracker = Tracker(self.uri, self.experiment)
+            return self._tracker
+
+        def _run(self, trial) -> str:
+            if trial.trial_id not in self.runs:
+                values = dict(trial.config)
+                cfg = schema.build(Config, with_values(self.raw, values))
+                self.runs[trial.trial_id] = self.tracker.child(cfg, values, self.parent_id,
+                                                               trial_key(values))
+            return self.runs[trial.trial_id]
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self._run(trial)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            run_id = self._run(trial)
+            self.tracker.log_step(run_id, result)
+            if result["step"] == 0:
+                self.tracker.client.set_tag(run_id, "trial_dir", result["trial_dir"])
+            if result.get("checkpoint_dir_name"):
+                self.tracker.client.set_tag(run_id, "checkpoints", trial.storage.trial_fs_path)
+            self.done.add((trial.trial_id, int(result["step"])))
+            self.t0 = self.t0 or time.time()
+            if "val/pass_at_1" in result:
+                rate = (time.time() - self.t0) / max(1, len(self.done))
+                eta = rate * max(0, self.total_steps - len(self.done))
+                label = ", ".join(f"{k}={v}" for k, v in trial.config.items()) or "trial"
+                print(f"[{len(self.done)}/{self.total_steps} steps] {label}: step "
+                      f"{int(result['step'])} pass@1 {result['val/pass_at_1']:.3f} "
+                      f"creativity {result['val/creativity_index']:.3f}  (grid ETA {eta:.0f}s)",
+                      flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.tracker.finish(self._run(trial))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.tracker.finish(self._run(trial), status="FAILED")
+
+    return ProgressAndMlflow
+
+
+def _param_space(cfg: Config):
+    from ray import tune
+    if cfg.grid.search is None:
+        return {k: tune.grid_search(list(v)) for k, v in cfg.grid.axes.items()}, None
+    from ray.tune.search.optuna import OptunaSearch
+    space = {}
+    for key, dim in cfg.grid.search.space.items():
+        if dim.type == "int":
+            space[key] = tune.randint(int(dim.low), int(dim.high) + 1)
+        else:
+            space[key] = (tune.loguniform if dim.log else tune.uniform)(dim.low, dim.high)
+    return space, OptunaSearch(metric=cfg.grid.search.metric, mode=cfg.grid.search.mode)
 
 
 def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
+    import ray
+    from ray import tune
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"grid {cfg.grid.name}: {len(trials)} trial(s), writing to {out}", flush=True)
-    t0, results = time.time(), []
-    for i, (values, trial) in enumerate(trials):
-        label = ", ".join(f"{k}={v}" for k, v in values.items()) or "single trial"
-        workdir = out / f"trial_{i:03d}"
-        metrics_path = workdir / "metrics.jsonl"
-        done = {m["step"] for m in _read_steps(metrics_path)}
-        print(f"\n== trial {i + 1}/{len(trials)}: {label}", flush=True)
-        workdir.mkdir(parents=True, exist_ok=True)
-        with metrics_path.open("a") as f:
-            for metrics, _ckpt in run_trial(trial, workdir, resume=True):
-                if metrics["step"] not in done:
-                    f.write(json.dumps(metrics) + "\n")
-                    f.flush()
-        results.append((values, trial, workdir))
-        elapsed = time.time() - t0
-        eta = elapsed / (i + 1) * (len(trials) - i - 1)
-        print(f"== trial {i + 1}/{len(trials)} done; elapsed {elapsed:.0f}s, ETA {eta:.0f}s",
-              flush=True)
-    print("\n" + summarize(results))
-    print(f"\nper-step metrics: {out}/trial_*/metrics.jsonl")
-    return 0
+    state_file = out / "grid.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    uri, experiment = tracking_uri(cfg), experiment_name(cfg)
+    parent_id = Tracker(uri, experiment).parent(cfg, out, state.get("parent_run_id"))
+    state_file.write_text(json.dumps({"parent_run_id": parent_id, "tracking_uri": uri,
+                                      "experiment": experiment, "grid": cfg.grid.name}))
+    print(f"grid {cfg.grid.name}: {len(trials)} trial(s) -> {out}\n"
+          f"mlflow: {uri} experiment {experiment!r} parent run {parent_id}", flush=True)
 
+    # Quiet Tune: no CSV/JSON/TensorBoard loggers (MLflow is the record), no snapshot nags.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    started = not ray.is_initialized()
+    if started:   # RAY_ADDRESS set: join that cluster; otherwise start a local Ray
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                 log_to_driver=True, configure_logging=False)
+    try:
+        raw = schema.to_dict(cfg)
+        fault = os.environ.get(FAULT_ENV)
+        trainable = tune.with_parameters(train_fn, raw=raw, out=str(out),
+                                         fault_step=int(fault) if fault else None)
 
-def _per_prompt(workdir: Path, which: str) -> np.ndarray | None:
-    ckpts = sorted((workdir / "checkpoints").glob("step_*"))
-    if not ckpts:
-        return None
-    ckpt = ckpts[0] if which == "first" else ckpts[-1]
-    return np.array(json.loads((ckpt / "eval.json").read_text())["pass_at_1"])
+        def resources(point: dict) -> dict:
+            res = schema.build(Config, with_values(raw, point)).size.resources
+            return {"cpu": res.cpus, "gpu": res.gpus}
 
-
-def summarize(results: list[tuple[dict, Config, Path]]) -> str:
-    """pass@1 before/after RL per model size, seeds pooled, with 90% bootstrap intervals."""
-    by_size: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
-    params = {}
-    for _, trial, workdir in results:
-        before, after = _per_prompt(workdir, "first"), _per_prompt(workdir, "last")
-        if before is not None:
-            by_size[trial.model].append((before, after))
-            params[trial.model] = trial.size.params
-    lines = [f"{'size':<6} {'params':>11} {'seeds':>5} {'pass@1 before':>14} {'after':>7} "
-             f"{'gain [90% CI]':>24}"]
-    for size, pairs in by_size.items():
-        before, after = np.stack([b for b, _ in pairs]), np.stack([a for _, a in pairs])
-        gain, lo, hi = paired_gain_ci(before, after, level=0.9, seed=0)
-        lines.append(f"{size:<6} {params[size] or 0:>11,} {len(pairs):>5} {before.mean():>14.3f} "
-                     f"{after.mean():>7.3f} {gain:>+8.3f} [{lo:+.3f}, {hi:+.3f}]")
-    return "\n".join(lines)
+        trainable = tune.with_resources(trainable, resources)
+        space, search = _param_space(cfg)
+        n = cfg.grid.search.num_samples if cfg.grid.search else len(trials)
+        total = sum(t.rl.steps + 1 for _, t in trials) if not search else n * (cfg.rl.steps + 1)
+        callback = _make_callback()(raw, uri, experiment, parent_id, total)
+        path = out / "tune" / cfg.grid.name
+        if cfg.resume and tune.Tuner.can_restore(str(path)):
+            print(f"resuming {path}", flush=True)
+            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable, param_space=space,
+                tune_config=tune.TuneConfig(search_alg=search, num_samples=n if search else 1,
+                                            max_concurrent_trials=cfg.grid.max_concurrent),
+                run_config=tune.RunConfig(
+                    name=cfg.grid.name, storage_path=str(out / "tune"), verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=2),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    callbacks=[callback]))
+        results = tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    errors = [r.error for r in results if r.error]
+    for err in errors:
+        print(f"trial failed: {err!r}")
+    from core.report import write_report
+    report = write_report(uri, parent_id, out)
+    print(f"\nreport: {report}\nMLflow UI: mlflow ui --backend-store-uri {uri}")
+    return 1 if errors else 0

@@ -43,6 +43,12 @@ def qwen2_config(size: Size, vocab_size: int):
         use_cache=True)
 
 
+def _quiet_hf() -> None:
+    """No progress bar per save/load: they would drown the grid's progress lines."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+
 def count_params(model) -> int:
     """Distinct parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
@@ -55,6 +61,7 @@ def init_tiny(size: Size, folder: Path, seed: int) -> Path:
     folder = Path(folder)
     if (folder / "config.json").exists():
         return folder
+    _quiet_hf()
     tokenizer = build_char_tokenizer()
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(qwen2_config(size, len(tokenizer)))
@@ -85,6 +92,7 @@ def load(source: str, dtype: str = "float32"):
     """(model, tokenizer) from a hub id or a local folder: one code path for both."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    _quiet_hf()
     tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
     return model, tokenizer

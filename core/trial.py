@@ -19,15 +19,15 @@ def latest_checkpoint(workdir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def run_trial(cfg: Config, workdir: Path, resume: bool = True,
+def run_trial(cfg: Config, workdir: Path, resume_from: Path | None = None,
               log=print) -> Iterator[tuple[dict[str, float], Path | None]]:
-    """Yield (metrics, checkpoint folder or None) for every RL step of this trial."""
+    """Yield (metrics, checkpoint folder or None) for every RL step after ``resume_from``
+    (a checkpoint folder this trial wrote; None starts at step 0)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    start = latest_checkpoint(workdir) if resume else None
     if cfg.backend == "local":
         from core.backends import local
-        yield from local.run(cfg, workdir, resume=start, log=log)
+        yield from local.run(cfg, workdir, resume=resume_from, log=log)
     else:
         raise UserError(f"backend={cfg.backend!r} is not available yet in this version; "
                         "allowed now: local")

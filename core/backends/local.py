@@ -11,6 +11,7 @@ the step's metrics with the checkpoint folder, so a killed trial resumes where i
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,11 +111,15 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
         ckpt = workdir / "checkpoints" / f"step_{step:06d}"
         model.save_pretrained(ckpt / "policy")
         # per-prompt pass@1, for gains with bootstrap intervals over prompts and seeds
-        (ckpt / "eval.json").write_text(json.dumps({"pass_at_1": per_prompt.tolist()}))
+        (workdir / "evals").mkdir(exist_ok=True)
+        (workdir / "evals" / f"step_{step:06d}.json").write_text(
+            json.dumps({"step": step, "pass_at_1": per_prompt.tolist()}))
         tokenizer.save_pretrained(ckpt / "policy")
         torch.save(opt.state_dict(), ckpt / "optimizer.pt")
         torch.save(torch.get_rng_state(), ckpt / "rng.pt")
         (ckpt / "trainer.json").write_text(json.dumps({"step": step, "flops": ledger.state()}))
+        for old in sorted((workdir / "checkpoints").glob("step_*"))[:-2]:   # keep the last two
+            shutil.rmtree(old, ignore_errors=True)
         return metrics, ckpt
 
     if resume is None:   # step 0: the warm-started base before any RL

@@ -21,9 +21,13 @@ from core.config import Config
 
 
 def base_key(cfg: Config) -> str:
-    ident = {"size": schema.to_dict(cfg.size), "data": schema.to_dict(cfg.data),
-             "sft": schema.to_dict(cfg.sft), "v": 1}
-    ident["data"].pop("d_rl")   # the RL pool size does not change the SFT base
+    size = schema.to_dict(cfg.size)
+    for rl_only in ("rl_lr", "resources"):   # settings that do not change the SFT base
+        size.pop(rl_only)
+    data = schema.to_dict(cfg.data)
+    data.pop("d_rl")
+    sft = {**schema.to_dict(cfg.sft), "lr": cfg.size.sft_lr or cfg.sft.lr}
+    ident = {"size": size, "data": data, "sft": sft, "v": 1}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 

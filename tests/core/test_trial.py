@@ -54,12 +54,17 @@ def test_killed_trial_resumes_from_its_checkpoint(cfg, tmp_path):
             break                                   # the trial "dies" after step 2's checkpoint
     assert latest_checkpoint(work).name == "step_000002"
     state = json.loads((latest_checkpoint(work) / "trainer.json").read_text())
-    resumed = [m for m, _ in run_trial(cfg, work, log=lambda *_: None)]
+    resumed = [m for m, _ in run_trial(cfg, work, resume_from=latest_checkpoint(work),
+                                       log=lambda *_: None)]
     assert [m["step"] for m in resumed] == [3, 4]
     assert resumed[0]["compute/flops_total"] > sum(
         v for k, v in state["flops"].items() if k != "eval")   # FLOPs carry over
     assert latest_checkpoint(work).name == "step_000004"
-    assert list(run_trial(cfg, work, log=lambda *_: None)) == []   # finished: nothing to redo
+    assert list(run_trial(cfg, work, resume_from=latest_checkpoint(work),
+                          log=lambda *_: None)) == []   # finished: nothing to redo
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == [
+        "step_000002", "step_000004"]                  # older checkpoints are pruned
+    assert (work / "evals" / "step_000000.json").exists()
 
 
 def test_sft_base_is_cached_and_shared(cfg, tmp_path):

@@ -1,0 +1,15 @@
+"""``python -m bench [names...]``: run the benchmarks (all by default)."""
+import sys
+
+from bench import grpo_vs_trl, update_flops
+
+BENCHES = {"grpo_vs_trl": grpo_vs_trl.main, "update_flops": update_flops.main}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(BENCHES)
+    for name in names:
+        if name not in BENCHES:
+            sys.exit(f"unknown benchmark {name!r}; allowed: {', '.join(BENCHES)}")
+    for name in names:
+        print(f"\n### {name}", flush=True)
+        BENCHES[name]()

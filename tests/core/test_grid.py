@@ -1,0 +1,117 @@
+"""Grids end to end on a real local Ray: Tune trials, MLflow runs under a parent, the report,
+a trial killed mid-run, and an interrupted grid resumed with ``resume=true``."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.config import expand, load
+from tests.conftest import ROOT
+
+SMOKE = ["~grid.axes.model", "model=xs", "grid.axes.seed=[0,1]", "data.d_sft=256",
+         "sft.steps=30", "rl.steps=4", "eval.every=2", "data.n_eval=12", "eval.n_samples=8",
+         "eval.k_max=8", "rl.prompts_per_step=8", "rl.group_size=4", "data.d_rl=64"]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _overrides(tmp: Path) -> list[str]:
+    return SMOKE + [f"output_dir={tmp}/runs", f"cache_dir={tmp}/cache",
+                    f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db"]
+
+
+def _children(tmp: Path):
+    from mlflow.tracking import MlflowClient
+    state = json.loads(next((tmp / "runs" / "demo").glob("*/grid.json")).read_text())
+    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    parent = client.get_run(state["parent_run_id"])
+    kids = client.search_runs([parent.info.experiment_id],
+                              f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    return client, parent, kids
+
+
+def _steps(client, run_id, key):
+    return sorted({m.step for m in client.get_metric_history(run_id, key)})
+
+
+def test_two_trial_grid_end_to_end(ray_cluster, tmp_path):
+    from core.grid import run_grid
+    cfg = load("demo", _overrides(tmp_path))
+    assert run_grid(cfg, expand(cfg)) == 0
+    client, parent, kids = _children(tmp_path)
+    assert len(kids) == 2
+    for kid in kids:
+        tags, params = kid.data.tags, kid.data.params
+        assert tags["grid"] == "demo" and tags["model_size"] == "xs"
+        assert tags["params_count"] == "145344" and len(tags["git_commit"]) >= 7
+        assert tags["axis.seed"] in ("0", "1") and tags["dataset_fingerprint"]
+        assert "checkpoints" in tags and params["rl.steps"] == "4"
+        assert params["eval.k_max"] == "8" and params["ladder.size.params"] == "145344"
+        assert _steps(client, kid.info.run_id, "val/pass_at_1") == [0, 2, 4]
+        assert _steps(client, kid.info.run_id, "compute/flops_total") == [0, 1, 2, 3, 4]
+        assert _steps(client, kid.info.run_id, "train/reward_mean") == [1, 2, 3, 4]
+        assert all("@" not in k for k in kid.data.metrics)
+    report = next((tmp_path / "runs" / "demo").glob("*/report"))
+    for name in ("report.html", "pass1_vs_step.png", "passk_vs_k.png", "creativity_vs_step.png",
+                 "pass1_vs_flops.png", "gain_per_flop.png", "steps_to_90_vs_n.png"):
+        assert (report / name).stat().st_size > 1000, name
+    html = (report / "report.html").read_text()
+    assert "Pass@1 before and after RL" in html and "sigmoid" in html
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/report.html" in artifacts
+
+
+def test_killed_trial_is_retried_and_no_step_is_missing(ray_cluster, tmp_path, monkeypatch):
+    from core.grid import FAULT_ENV, run_grid
+    monkeypatch.setenv(FAULT_ENV, "2")      # each trial dies once, right after step 2
+    cfg = load("demo", _overrides(tmp_path))
+    assert run_grid(cfg, expand(cfg)) == 0
+    client, _, kids = _children(tmp_path)
+    assert len(kids) == 2
+    for kid in kids:
+        assert Path(kid.data.tags["trial_dir"], "fault_injected").exists()
+        assert _steps(client, kid.info.run_id, "compute/flops_total") == [0, 1, 2, 3, 4]
+        assert _steps(client, kid.info.run_id, "val/pass_at_1") == [0, 2, 4]
+
+
+def test_interrupted_grid_resumes_without_losing_steps(tmp_path):
+    """SIGINT the driver mid-grid (as Ctrl-C would), then `resume=true` finishes it."""
+    args = [sys.executable, "-m", "core.tune", "grid=demo", *_overrides(tmp_path),
+            "rl.steps=8", "grid.max_concurrent=1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:   # wait until the first trial has evaluated step 4
+        if list((tmp_path / "runs").glob("demo/*/trials/*/evals/step_000004.json")):
+            break
+        if proc.poll() is not None:
+            pytest.fail("the grid exited early:\n" + proc.communicate()[0][-3000:])
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the first trial never reached step 4:\n" + proc.communicate()[0][-3000:])
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    client, parent, kids = _children(tmp_path)
+    first_parent = parent.info.run_id
+    resumed = subprocess.run(args + ["resume=true"], cwd=ROOT, env=env, text=True,
+                             capture_output=True, timeout=400)
+    assert resumed.returncode == 0, out[-2000:] + resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    client, parent, kids = _children(tmp_path)
+    assert parent.info.run_id == first_parent and len(kids) == 2
+    for kid in kids:
+        assert _steps(client, kid.info.run_id, "compute/flops_total") == list(range(9))
+        assert _steps(client, kid.info.run_id, "val/pass_at_1") == [0, 2, 4, 6, 8]
