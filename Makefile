@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PIP_Q  := --quiet --disable-pip-version-check
 
-.PHONY: setup demo test bench clean lock
+.PHONY: setup demo test bench clean lock cluster-smoke
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# A real local Ray head: submit a smoke grid through the Jobs API, then stop the head.
+cluster-smoke: $(STAMP)
+	PYTHON=$(abspath $(PY)) bash deploy/ray_job_smoke.sh
 
 # Re-lock the transitive versions after changing a pin in pyproject.toml.
 lock: $(STAMP)

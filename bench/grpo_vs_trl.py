@@ -59,7 +59,7 @@ def trl(cfg, base: str) -> float:
     out = tempfile.mkdtemp()
     args = GRPOConfig(output_dir=out, per_device_train_batch_size=PROMPTS * G, num_generations=G,
                       max_completion_length=NEW_TOKENS, temperature=1.0, top_k=0,
-                      learning_rate=cfg.size.rl_lr or cfg.rl.lr, beta=0.0, num_iterations=1,
+                      learning_rate=cfg.rl_lr, beta=0.0, num_iterations=1,
                       max_steps=STEPS + 1, use_cpu=True, report_to="none", save_strategy="no",
                       logging_steps=1000, disable_tqdm=True, seed=0, bf16=False)
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args,

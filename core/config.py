@@ -46,8 +46,8 @@ class Size:
     params: int | None = None
     path: str | None = None
     arch: Arch | None = None
-    sft_lr: float | None = None   # this size's SFT learning rate (None: sft.lr)
-    rl_lr: float | None = None    # this size's RL learning rate (None: rl.lr)
+    sft_lr: float | None = None   # this size's SFT learning rate, used when sft.lr is null
+    rl_lr: float | None = None    # this size's RL learning rate, used when rl.lr is null
     resources: Resources = Resources()
 
 
@@ -84,7 +84,7 @@ class Curriculum:
 class SFT:
     steps: int = 300
     batch_size: int = 64
-    lr: float = 1e-3              # overridden per size by ladder.sizes.<size>.sft_lr
+    lr: float | None = None       # null: the ladder size's sft_lr
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,9 @@ class RL:
     steps: int = 40
     prompts_per_step: int = 32
     group_size: int = 8                      # samples per prompt (G)
-    lr: float = 3e-4                         # overridden per size by ladder.sizes.<size>.rl_lr
+    lr: float | None = None                  # null: the ladder size's rl_lr
+    warmup_steps: int = 0                    # linear learning-rate warmup (Adam's first steps
+                                             # are sign-like and large without it)
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 8
@@ -164,6 +166,15 @@ class Config:
     @property
     def size(self) -> Size:
         return self.ladder.sizes[self.model]
+
+    @property
+    def rl_lr(self) -> float:
+        """The RL learning rate in effect: ``rl.lr``, else the size's ``rl_lr``."""
+        return self.rl.lr if self.rl.lr is not None else self.size.rl_lr
+
+    @property
+    def sft_lr(self) -> float:
+        return self.sft.lr if self.sft.lr is not None else self.size.sft_lr
 
 
 # ---------------------------------------------------------------- composition
@@ -331,10 +342,15 @@ def _check_numbers(cfg: Config) -> None:
     for key, value in positive.items():
         _require(value >= 1, key, value, "must be >= 1")
     for key, value in {"rl.steps": cfg.rl.steps, "sft.steps": cfg.sft.steps,
+                       "rl.warmup_steps": cfg.rl.warmup_steps,
                        "data.d_sft": cfg.data.d_sft}.items():
         _require(value >= 0, key, value, "must be >= 0")
-    for key, value in {"rl.lr": cfg.rl.lr, "sft.lr": cfg.sft.lr,
-                       "rl.max_grad_norm": cfg.rl.max_grad_norm}.items():
+    for key, value in {"rl.max_grad_norm": cfg.rl.max_grad_norm}.items():
+        _require(value > 0, key, value, "must be > 0")
+    lrs = [("rl.lr", "rl_lr", cfg.rl_lr)] + ([("sft.lr", "sft_lr", cfg.sft_lr)]
+                                            if cfg.data.d_sft > 0 else [])
+    for key, size_key, value in lrs:
+        _require(value is not None, key, None, f"set {key} or ladder.sizes.{cfg.model}.{size_key}")
         _require(value > 0, key, value, "must be > 0")
     _require(cfg.rl.group_size >= 2, "rl.group_size", cfg.rl.group_size,
              "GRPO needs at least 2 samples per prompt (advantages are group-relative)")

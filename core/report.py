@@ -193,8 +193,10 @@ def plots(runs: list[dict], analysis: dict, out: Path) -> list[tuple[str, str]]:
         if "satexp" in res:
             t90 = res["satexp"].params["tau"] * np.log(10)
             ci = res["satexp_ci"]["tau"]
-            ax.errorbar([res["n_params"]], [t90], yerr=[[t90 - ci.low * np.log(10)],
-                        [ci.high * np.log(10) - t90]], fmt="o", color=colors[size],
+            lo, hi = ci.low * np.log(10), ci.high * np.log(10)
+            yerr = [[max(0.0, t90 - lo) if np.isfinite(lo) else 0.0],
+                    [max(0.0, hi - t90) if np.isfinite(hi) else 0.0]]
+            ax.errorbar([res["n_params"]], [t90], yerr=yerr, fmt="o", color=colors[size],
                         label=label(size), capsize=3)
     ax.set_xscale("log")
     ax.set_yscale("log")

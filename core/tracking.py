@@ -29,6 +29,13 @@ def tracking_uri(cfg: Config) -> str:
             or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
 
 
+def artifact_root(uri: str) -> Path:
+    """Artifacts beside a SQLite store (absolute: trials run in other folders)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts"
+    return PROJECT_ROOT / "mlartifacts"
+
+
 def experiment_name(cfg: Config) -> str:
     return cfg.tracking.experiment or f"grid/{cfg.grid.name}"
 
@@ -83,7 +90,9 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            experiment, artifact_location=(PROJECT_ROOT / "mlartifacts").as_uri())
+            experiment, artifact_location=artifact_root(uri).as_uri(),
+            # open on "Training runs" (the run tree and charts), not MLflow 3's GenAI view
+            tags={"mlflow.experimentKind": "custom_model_development"})
 
     def parent(self, cfg: Config, run_dir: Path, existing: str | None = None) -> str:
         if existing:

@@ -26,7 +26,7 @@ def base_key(cfg: Config) -> str:
         size.pop(rl_only)
     data = schema.to_dict(cfg.data)
     data.pop("d_rl")
-    sft = {**schema.to_dict(cfg.sft), "lr": cfg.size.sft_lr or cfg.sft.lr}
+    sft = {**schema.to_dict(cfg.sft), "lr": cfg.sft_lr}
     ident = {"size": size, "data": data, "sft": sft, "v": 1}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -55,7 +55,7 @@ def train_sft(cfg: Config, source: str, out: Path, log=print) -> float:
     data_spec = registry().get("datasets", cfg.data.dataset)
     records = data_spec.factory(split="train", n=cfg.data.d_sft, domains=cfg.data.domains,
                                 difficulties=cfg.data.difficulties, seed=cfg.data.seed + 10_000)
-    lr = cfg.size.sft_lr or cfg.sft.lr
+    lr = cfg.sft_lr
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
     warmup = max(1, cfg.sft.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, 0.5 * (

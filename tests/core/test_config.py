@@ -9,7 +9,8 @@ def test_demo_composes_into_typed_config():
     assert cfg.grid.name == "demo" and cfg.backend == "local"
     assert cfg.ladder.name == "tiny" and {"xs", "s", "m"} <= set(cfg.ladder.sizes)
     assert cfg.grid.axes["model"] == ("xs", "s", "m")
-    assert isinstance(cfg.rl.lr, float) and isinstance(cfg.data.domains, tuple)
+    assert cfg.rl.lr is None and isinstance(cfg.rl_lr, float) and cfg.rl_lr == cfg.size.rl_lr
+    assert isinstance(cfg.data.domains, tuple)
     trials = config.expand(cfg)
     assert len(trials) == 6
     assert {t.model for _, t in trials} == {"xs", "s", "m"}

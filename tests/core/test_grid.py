@@ -70,6 +70,23 @@ def test_two_trial_grid_end_to_end(ray_cluster, tmp_path):
     assert "Pass@1 before and after RL" in html and "sigmoid" in html
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert "report/report.html" in artifacts
+    # the report command finds the grid's newest run again
+    from core.report import main as report_main
+    assert report_main(["grid=demo", f"output_dir={tmp_path}/runs"]) == 0
+    assert report_main(["--run-id", "nope", f"output_dir={tmp_path}/runs"]) == 2
+
+
+def test_optuna_search_instead_of_a_grid(ray_cluster, tmp_path):
+    from core.grid import run_grid
+    cfg = load("demo", _overrides(tmp_path) + [
+        "~grid.axes", "rl.steps=2",
+        "grid.search={metric: val/pass_at_1, mode: max, num_samples: 2,"
+        " space: {rl.lr: {low: 1e-5, high: 1e-3, log: true}}}"])
+    assert run_grid(cfg, expand(cfg)) == 0
+    client, _, kids = _children(tmp_path)
+    lrs = {kid.data.params["rl.lr"] for kid in kids}
+    assert len(kids) == 2 and len(lrs) == 2          # two sampled learning rates
+    assert all(1e-5 <= float(lr) <= 1e-3 for lr in lrs)
 
 
 def test_killed_trial_is_retried_and_no_step_is_missing(ray_cluster, tmp_path, monkeypatch):
