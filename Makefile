@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements/cpu.lock
 	@# torch first and on its own: this pin takes the CPU build from the local disk;
 	@# an unpinned torch, pulled in by another package, would fetch a multi-GB CUDA build.
 	$(PIP) install $(PIP_Q) torch==2.13.0
-	$(PIP) install $(PIP_Q) -c requirements/cpu.lock -e '.[test]'
+	$(PIP) install $(PIP_Q) -c requirements/cpu.lock -e '.[test,bench]'
 	@du -sh $(VENV) | awk '{print "venv size: " $$1}'
 	touch $@
 

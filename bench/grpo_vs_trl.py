@@ -20,7 +20,9 @@ def _cfg(cache: str, workdir: str):
                          "data.d_sft=2000", "sft.steps=150", f"rl.steps={STEPS + 2}",
                          f"eval.every={STEPS + 2}", f"rl.prompts_per_step={PROMPTS}",
                          f"rl.group_size={G}", f"rl.max_new_tokens={NEW_TOKENS}",
-                         "data.n_eval=8", "eval.n_samples=4", "eval.k_max=4"])
+                         "data.n_eval=8", "eval.n_samples=4", "eval.k_max=4",
+                         # same threads as TRL gets: the trial sets torch's from this
+                         f"ladder.sizes.{SIZE}.resources.cpus={os.cpu_count() or 1}"])
 
 
 def ours(cfg, workdir: str) -> float:
@@ -77,7 +79,6 @@ def main() -> None:
     cfg = _cfg(cache, work)
     base, _ = warm_start(cfg, log=lambda *_: None)
     ours_sps = ours(cfg, work)
-    torch.set_num_threads(os.cpu_count() or 1)   # ours sets the trial's threads; restore
     trl_sps = trl(cfg, base)
     print(f"GRPO step, size {SIZE} ({cfg.size.params:,} params), {PROMPTS} prompts x G={G}, "
           f"{NEW_TOKENS} new tokens, {STEPS} timed steps, {torch.get_num_threads()} threads")

@@ -315,6 +315,11 @@ def check(cfg: Config, registry) -> None:
     if cfg.grid.search is not None:
         _require(not cfg.grid.axes, "grid.search", "set",
                  "a grid declares either `axes` (grid search) or `search` (Optuna), not both")
+        _require(cfg.grid.search.metric.startswith(("val/", "train/", "compute/")),
+                 "grid.search.metric", cfg.grid.search.metric,
+                 "must be a reported metric such as val/pass_at_1 or val/creativity_index")
+        _require(cfg.grid.search.num_samples >= 1, "grid.search.num_samples",
+                 cfg.grid.search.num_samples, "must be >= 1")
 
 
 def _check_plugins(cfg: Config, registry) -> None:

@@ -122,13 +122,23 @@ def _param_space(cfg: Config):
     if cfg.grid.search is None:
         return {k: tune.grid_search(list(v)) for k, v in cfg.grid.axes.items()}, None
     from ray.tune.search.optuna import OptunaSearch
+
+    class EvalStepOptuna(OptunaSearch):
+        """Optuna hears only the evaluation steps: the others carry no ``val/`` metric."""
+
+        def on_trial_result(self, trial_id, result):
+            if self.metric in result:
+                super().on_trial_result(trial_id, result)
+
+    # Tune otherwise rejects the non-evaluation steps for lacking the searched metric.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     space = {}
     for key, dim in cfg.grid.search.space.items():
         if dim.type == "int":
             space[key] = tune.randint(int(dim.low), int(dim.high) + 1)
         else:
             space[key] = (tune.loguniform if dim.log else tune.uniform)(dim.low, dim.high)
-    return space, OptunaSearch(metric=cfg.grid.search.metric, mode=cfg.grid.search.mode)
+    return space, EvalStepOptuna(metric=cfg.grid.search.metric, mode=cfg.grid.search.mode)
 
 
 def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
@@ -145,8 +155,7 @@ def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
     print(f"grid {cfg.grid.name}: {len(trials)} trial(s) -> {out}\n"
           f"mlflow: {uri} experiment {experiment!r} parent run {parent_id}", flush=True)
 
-    # Quiet Tune: no CSV/JSON/TensorBoard loggers (MLflow is the record), no snapshot nags.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # No nag per checkpoint about experiment snapshots (a trial checkpoints at every eval).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = not ray.is_initialized()
     if started:   # RAY_ADDRESS set: join that cluster; otherwise start a local Ray

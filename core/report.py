@@ -236,13 +236,14 @@ def render_html(parent: dict, analysis: dict, figures: list[tuple[str, str]]) ->
             fits.append(f"<tr><td>{size}</td><td>{law}</td><td>{params}</td>"
                         f"<td>{res[key].rmse:.4f}</td><td>{'' if hold is None else f'{hold:.4f}'}"
                         f"</td></tr>")
-    figs = "".join(f"<figure><img src='{n}' alt='{n}'><figcaption>{html.escape(c)}"
-                   f"</figcaption></figure>" for n, c in figures)
+    figs = "".join(f"<figure{' class=wide' if n.startswith('passk') else ''}><img src='{n}' "
+                   f"alt='{n}'><figcaption>{html.escape(c)}</figcaption></figure>"
+                   for n, c in figures)
     grid = html.escape(parent["tags"].get("grid", "?"))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>grid {grid}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:
 collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} figure{{display:
-inline-block;margin:1em}} img{{max-width:520px}}</style></head><body>
+inline-block;margin:1em}} img{{max-width:520px}} figure.wide img{{max-width:100%}}</style></head><body>
 <h1>Grid <code>{grid}</code></h1>
 <p>MLflow parent run <code>{parent['id']}</code>; git commit
 <code>{html.escape(parent['tags'].get('git_commit', '?'))}</code>. "Creativity index" here is

@@ -88,8 +88,6 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
     reward_fn = registry().get("rewards", cfg.reward.name).factory(format_weight=cfg.reward.format_weight)
     lr = cfg.rl_lr
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
-    warmup = cfg.rl.warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / (warmup + 1)))
     loss_cfg = OmegaConf.create({"clip_ratio": cfg.rl.clip_ratio, "clip_ratio_low": cfg.rl.clip_ratio,
                                  "clip_ratio_high": cfg.rl.clip_ratio, "clip_ratio_c": 3.0,
                                  "global_batch_info": {}})
@@ -102,10 +100,12 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
         state = json.loads((resume / "trainer.json").read_text())
         ledger, start = FlopLedger.from_state(state["flops"]), state["step"]
         opt.load_state_dict(torch.load(resume / "optimizer.pt"))
-        sched.last_epoch = start - 1   # the warmup continues where it stopped
-        sched.step()
         torch.set_rng_state(torch.load(resume / "rng.pt"))
         log(f"[rl {cfg.model} seed {cfg.seed}] resumed at step {start} from {resume}")
+    # linear warmup; built after a resumed optimiser so it continues where it stopped
+    warmup = cfg.rl.warmup_steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / (warmup + 1)),
+                                              last_epoch=start - 1 if resume else -1)
 
     def eval_and_checkpoint(step: int) -> tuple[dict[str, float], Path]:
         model.eval()

@@ -25,9 +25,9 @@ def base_key(cfg: Config) -> str:
     for rl_only in ("rl_lr", "resources"):   # settings that do not change the SFT base
         size.pop(rl_only)
     data = schema.to_dict(cfg.data)
-    data.pop("d_rl")
+    data.pop("d_rl"), data.pop("n_eval")   # RL pool and eval size: not the SFT base
     sft = {**schema.to_dict(cfg.sft), "lr": cfg.sft_lr}
-    ident = {"size": size, "data": data, "sft": sft, "v": 1}
+    ident = {"size": size, "data": data, "sft": sft, "v": 2}   # v: bump when data generation changes
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -21,11 +21,14 @@ class MixedCurriculum:
             raise ValueError("mixed curriculum: the RL pool is empty (data.d_rl = 0?)")
         self.records = list(records)
         self.seed = seed
+        self._order: tuple[int, list[int]] | None = None   # (epoch, permutation), memoised
 
     def _epoch_order(self, epoch: int) -> list[int]:
-        order = list(range(len(self.records)))
-        random.Random(f"{self.seed}/{epoch}").shuffle(order)
-        return order
+        if self._order is None or self._order[0] != epoch:
+            order = list(range(len(self.records)))
+            random.Random(f"{self.seed}/{epoch}").shuffle(order)
+            self._order = (epoch, order)
+        return self._order[1]
 
     def batch(self, step: int, size: int) -> list[dict]:
         start = step * size

@@ -87,8 +87,9 @@ def generate(n: int, split: str, domains: Sequence[str] = DOMAINS,
              levels: Sequence[int] = LEVELS, seed: int = 0) -> list[dict]:
     """``n`` records of ``split``, spread evenly over ``domains`` x ``levels`` (seeded).
 
-    Within one (domain, level) cell prompts are distinct until the cell's pool runs out
-    (single-digit sums have only 100); after that they repeat, as sampling with replacement.
+    Within one (domain, level) cell prompts are distinct until the cell's pool is (nearly)
+    exhausted (single-digit sums have only 100): after 200 draws that hit only prompts seen
+    already, a repeat is accepted, as sampling with replacement would.
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: allowed {', '.join(SPLITS)}")
@@ -98,14 +99,14 @@ def generate(n: int, split: str, domains: Sequence[str] = DOMAINS,
     cells = [(d, lv) for d in domains for lv in levels]
     rng = random.Random(f"{seed}/{split}")
     records: list[dict] = []
+    seen: dict[tuple[str, int], set[str]] = {cell: set() for cell in cells}
     for i in range(n):
         domain, level = cells[i % len(cells)]
-        seen = {r["prompt"][0]["content"] for r in records[-len(cells) * 64:]
-                if r["extra_info"]["difficulty"] == level and r["ability"] == domain}
         for attempt in range(2000):
             prompt, answer = GENERATORS[domain](rng, level)
-            if split_of(prompt) == split and (prompt not in seen or attempt > 200):
+            if split_of(prompt) == split and (prompt not in seen[domain, level] or attempt > 200):
                 break
+        seen[domain, level].add(prompt)
         records.append(make_record(domain, level, prompt, answer, split, i))
     rng.shuffle(records)
     return records

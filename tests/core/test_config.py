@@ -88,6 +88,13 @@ def test_schema_roundtrip_and_required_keys():
         schema.build(config.Config, raw)
 
 
+def test_search_metric_must_be_reported():
+    with pytest.raises(ConfigError, match="val/pass_at_1") as err:
+        config.load("demo", ["~grid.axes", "+grid.search={metric: accuracy, mode: max, "
+                             "num_samples: 4, space: {rl.lr: {low: 1e-5, high: 1e-3}}}"])
+    assert err.value.key == "grid.search.metric"
+
+
 def test_search_and_axes_are_exclusive():
     with pytest.raises(ConfigError, match="either `axes`"):
         config.load("demo", ["+grid.search={metric: val/pass_at_1, mode: max, num_samples: 4,"

@@ -8,7 +8,8 @@ from core.trial import latest_checkpoint, run_trial
 
 SMOKE = ["model=xs", "~grid.axes.model", "data.d_sft=256", "sft.steps=30", "rl.steps=4",
          "eval.every=2", "data.n_eval=12", "eval.n_samples=8", "eval.k_max=8",
-         "rl.prompts_per_step=8", "rl.group_size=4", "data.d_rl=64", "rl.kl_coef=0.01"]
+         "rl.prompts_per_step=8", "rl.group_size=4", "data.d_rl=64", "rl.kl_coef=0.01",
+         "data.domains=[arith,sort,rev]", "data.difficulties=[1,2]"]
 
 
 @pytest.fixture(scope="module")
