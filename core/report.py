@@ -231,7 +231,10 @@ def render_html(parent: dict, analysis: dict, figures: list[tuple[str, str]]) ->
                             f"{html.escape(res.get(key + '_error', 'not fitted'))}</td></tr>")
                 continue
             ci = res[f"{key}_ci"]
-            params = "<br>".join(f"{p} = {_fmt_ci(ci[p])}" for p in res[key].params)
+            params = "<br>".join(
+                f"{p} = {_fmt_ci(ci[p])}" + (" <b>(at bound: not identified)</b>"
+                                             if p in res[key].at_bound else "")
+                for p in res[key].params)
             hold = res.get(f"{key}_holdout")
             fits.append(f"<tr><td>{size}</td><td>{law}</td><td>{params}</td>"
                         f"<td>{res[key].rmse:.4f}</td><td>{'' if hold is None else f'{hold:.4f}'}"

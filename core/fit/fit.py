@@ -22,6 +22,7 @@ class FitResult:
     y: np.ndarray = field(repr=False)
     residuals: np.ndarray = field(repr=False)
     loss: float = 0.0
+    at_bound: tuple[str, ...] = ()       # parameters stuck at a search bound: not identified
 
     def predict(self, x) -> np.ndarray:
         return get_law(self.law)(x, **self.params)
@@ -77,5 +78,9 @@ def fit(law: str | Law, x, y, *, window: tuple[float, float] | None = None,
             best = sol
     params = {p: float(v) for p, v in unpack(best.x).items()}
     params = {p: params[p] for p in law.params}
+    tol = 1e-6 * (hi - lo)
+    at_bound = tuple(p for p, t, a, b, e in zip(free, best.x, lo, hi, tol)
+                     if t - a <= e or b - t <= e)
     return FitResult(law=law.name, params=params, window=(float(x.min()), float(x.max())),
-                     x=x, y=y, residuals=law(x, **params) - y, loss=float(best.cost))
+                     x=x, y=y, residuals=law(x, **params) - y, loss=float(best.cost),
+                     at_bound=at_bound)

@@ -33,6 +33,7 @@ def test_recovers_planted_parameters(law, x, params, sd):
     for name, true in params.items():
         assert res.params[name] == pytest.approx(true, rel=0.15), (name, res.params)
     assert res.rmse < 3 * sd
+    assert res.at_bound == ()
     np.testing.assert_allclose(res.predict(x), y + res.residuals - res.residuals, atol=10 * sd)
 
 
@@ -57,6 +58,12 @@ def test_window_bootstrap_and_holdout():
     assert bootstrap(res, n_boot=40, seed=7, fixed={"R0": 0.1}) == ci    # explicit seed
     fitted, err = holdout_error("sigmoid", x, y, n_holdout=8, fixed={"R0": 0.1})
     assert err < 0.05 and fitted.window[1] < x.max()
+
+
+def test_step_data_flags_a_parameter_at_its_bound():
+    x = np.logspace(9, 12, 20)
+    res = fit("sigmoid", x, 0.3 + 0.2 * (x > 1e11), fixed={"R0": 0.3})
+    assert "B" in res.at_bound     # a step wants an infinitely steep sigmoid: B hits its cap
 
 
 def test_bad_inputs():
