@@ -113,11 +113,11 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
                                               flop_model)
         ledger.add("eval", flops)
         ckpt = workdir / "checkpoints" / f"step_{step:06d}"
-        model.save_pretrained(ckpt / "policy")
         # per-prompt pass@1, for gains with bootstrap intervals over prompts and seeds
         (workdir / "evals").mkdir(exist_ok=True)
         (workdir / "evals" / f"step_{step:06d}.json").write_text(
             json.dumps({"step": step, "pass_at_1": per_prompt.tolist()}))
+        model.save_pretrained(ckpt / "policy")
         tokenizer.save_pretrained(ckpt / "policy")
         torch.save(opt.state_dict(), ckpt / "optimizer.pt")
         torch.save(torch.get_rng_state(), ckpt / "rng.pt")
