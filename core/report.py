@@ -35,15 +35,25 @@ def load_runs(uri: str, parent_id: str) -> tuple[dict, list[dict]]:
         runs.append({"id": child.info.run_id, "tags": child.data.tags,
                      "params": child.data.params, "metrics": hist,
                      "size": child.data.tags.get("model_size", "?"),
+                     "group": _group_key(child.data.tags),
                      "n_params": float(child.data.tags.get("params_count") or "nan"),
                      "seed": child.data.params.get("seed", "0")})
     return {"id": parent_id, "tags": parent.data.tags}, runs
 
 
+def _group_key(tags: dict) -> str:
+    """Trials that differ only in their seed form one group (one curve with a seed band):
+    ``model=s`` in a model grid, ``data.d_sft=4000, data.d_rl=256`` in a data grid."""
+    axes = {k[len("axis."):]: v for k, v in tags.items() if k.startswith("axis.")}
+    key = ", ".join(f"{k}={v}" for k, v in axes.items() if k != "seed")
+    return key or f"model={tags.get('model_size', '?')}"
+
+
 def by_size(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs grouped by their non-seed axis values, ordered by model size then name."""
     groups = defaultdict(list)
-    for r in sorted(runs, key=lambda r: (r["n_params"], r["size"], r["seed"])):
-        groups[r["size"]].append(r)
+    for r in sorted(runs, key=lambda r: (r["n_params"], r["group"], r["seed"])):
+        groups[r["group"]].append(r)
     return dict(groups)
 
 
@@ -113,8 +123,8 @@ def plots(runs: list[dict], analysis: dict, out: Path) -> list[tuple[str, str]]:
     colors = dict(zip(groups, plt.cm.viridis(np.linspace(0.1, 0.85, len(groups)))))
     made = []
 
-    def label(size):
-        return f"{size} ({sizes[size]['n_params'] / 1e6:.2f}M)"
+    def label(group):
+        return f"{group} ({sizes[group]['n_params'] / 1e6:.2f}M params)"
 
     def save(fig, name, caption):
         fig.tight_layout()
@@ -252,10 +262,10 @@ inline-block;margin:1em}} img{{max-width:520px}} figure.wide img{{max-width:100%
 <code>{html.escape(parent['tags'].get('git_commit', '?'))}</code>. "Creativity index" here is
 pass@k_max (not ProRL's n-gram measure). pass@k uses the unbiased estimator of Chen et al.</p>
 <h2>Pass@1 before and after RL</h2>
-<table><tr><th>size</th><th>params</th><th>seeds</th><th>pass@1 step 0</th><th>pass@1 last</th>
+<table><tr><th>trials (seeds pooled)</th><th>params</th><th>seeds</th><th>pass@1 step 0</th><th>pass@1 last</th>
 <th>gain [90% CI over prompts and seeds]</th></tr>{''.join(rows)}</table>
 <h2>Fitted laws (90% bootstrap intervals)</h2>
-<table><tr><th>size</th><th>law</th><th>parameters</th><th>RMSE</th>
+<table><tr><th>trials</th><th>law</th><th>parameters</th><th>RMSE</th>
 <th>held-out error (last eval step)</th></tr>{''.join(fits)}</table>
 <h2>Plots</h2>{figs}</body></html>"""
 
