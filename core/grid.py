@@ -102,10 +102,13 @@ def _make_callback():
             if "val/pass_at_1" in result:
                 rate = (time.time() - self.t0) / max(1, len(self.done))
                 eta = rate * max(0, self.total_steps - len(self.done))
+                # the first steps carry the SFT warm-starts: no ETA until 10% are done
+                eta_txt = (f"grid ETA {eta:.0f}s" if len(self.done) >= 0.1 * self.total_steps
+                           else "grid ETA: after 10% of steps")
                 label = ", ".join(f"{k}={v}" for k, v in trial.config.items()) or "trial"
                 print(f"[{len(self.done)}/{self.total_steps} steps] {label}: step "
                       f"{int(result['step'])} pass@1 {result['val/pass_at_1']:.3f} "
-                      f"creativity {result['val/creativity_index']:.3f}  (grid ETA {eta:.0f}s)",
+                      f"creativity {result['val/creativity_index']:.3f}  ({eta_txt})",
                       flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):

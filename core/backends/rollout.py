@@ -80,9 +80,11 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    n_response: int, with_entropy: bool = False):
     """Log-probs (and optionally entropies) of the last ``n_response`` tokens: (B, R)."""
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    # only the positions that predict response tokens go through the LM head
     logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                   position_ids=position_ids, use_cache=False).logits
-    logits = logits[:, -n_response - 1:-1].float()
+                   position_ids=position_ids, use_cache=False,
+                   logits_to_keep=n_response + 1).logits
+    logits = logits[:, :-1].float()
     logp_all = torch.log_softmax(logits, dim=-1)
     targets = input_ids[:, -n_response:]
     logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
