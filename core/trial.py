@@ -1,8 +1,8 @@
 """One trial: a validated config in, per-step metrics (and checkpoints) out.
 
-``run_trial`` is what every driver calls (the grid driver, a Ray Tune trainable, a test); it
-picks the backend and finds the checkpoint to resume from, so a killed trial continues from
-its last evaluation step.
+``run_trial`` is what every driver calls (the Ray Tune trainable, a test); it picks the
+backend and continues from the checkpoint the caller hands it (Tune's, in a grid), so a killed
+trial resumes at its last evaluation step.
 """
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def sft_batch(tokenizer, records: list[dict]):
     enc = tokenizer(full, return_tensors="pt", padding=True, add_special_tokens=False)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     labels = ids.clone()
-    prompt_lens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    prompt_lens = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     pad = (1 - mask).sum(dim=1)
     for i, (pl, pd) in enumerate(zip(prompt_lens, pad.tolist())):
         labels[i, : pd + pl] = -100
