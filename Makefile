@@ -7,9 +7,18 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PIP_Q  := --quiet --disable-pip-version-check
 
-.PHONY: setup demo test bench clean lock cluster-smoke
+.PHONY: setup demo test bench clean lock cluster-smoke sandbox
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox
+
+# The code sandbox (plugins/rewards/sandbox.py) runs model-written programs under bubblewrap.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  echo "installing bubblewrap (Debian package) for the code sandbox"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; }; }
+	@bwrap --version
 
 $(STAMP): pyproject.toml requirements/cpu.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
@@ -25,10 +34,10 @@ $(STAMP): pyproject.toml requirements/cpu.lock
 demo: $(STAMP)
 	$(PY) -m core.tune grid=demo
 
-test: $(STAMP)
+test: $(STAMP) sandbox
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) sandbox
 	$(PY) -m bench
 
 # A real local Ray head: submit a smoke grid through the Jobs API, then stop the head.
