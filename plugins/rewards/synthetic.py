@@ -27,6 +27,7 @@ class Score:
     acc: float
     format: float
     pred: str | None
+    reason: str = ""     # why a response scored what it did (verifiers that can fail say so)
 
 
 def extract(response: str) -> str | None:
