@@ -67,6 +67,11 @@ class Data:
     d_sft: int = 2000                       # SFT worked examples (D_SFT, 0 = no warm start)
     n_eval: int = 64                        # held-out eval prompts in total
     seed: int = 0                           # data seed (shared by the SFT base)
+    path: str | None = None                 # file-backed datasets: folder or hub id (guru)
+    sources: tuple[str, ...] = ()           # file-backed datasets: sources to keep (empty: all)
+    skip_bad_rows: bool = False             # count and skip invalid rows instead of failing
+    grade_samples: int = 8                  # samples per prompt when the base policy grades
+                                            # ungraded prompts' difficulty (0: do not grade)
 
 
 @dataclass(frozen=True)
@@ -336,6 +341,26 @@ def _check_plugins(cfg: Config, registry) -> None:
     for i, domain in enumerate(cfg.data.domains):
         _require(domain in spec.domains, f"data.domains.{i}", domain,
                  f"not a domain of dataset {spec.name!r}", allowed=spec.domains)
+    for key, value in data_options(cfg).items():
+        _require(key in spec.options, f"data.{key}", value,
+                 f"not used by dataset {spec.name!r}", allowed=list(spec.options) or ["(none)"])
+    reward = registry.get("rewards", cfg.reward.name)
+    if reward.data_sources and spec.data_sources:
+        _require(any(d.startswith(r) for d in spec.data_sources for r in reward.data_sources),
+                 "reward.name", cfg.reward.name,
+                 f"it scores data sources {', '.join(reward.data_sources)}, but dataset {spec.name!r} "
+                 f"yields {', '.join(spec.data_sources)}",
+                 allowed=[r.name for r in (e.spec for e in registry.entries("rewards"))
+                          if not r.data_sources or any(d.startswith(p) for d in spec.data_sources
+                                                       for p in r.data_sources)])
+    _require(cfg.data.d_sft == 0 or spec.worked_examples, "data.d_sft", cfg.data.d_sft,
+             f"dataset {spec.name!r} has no worked examples to warm-start from; set data.d_sft=0")
+
+
+def data_options(cfg: Config) -> dict[str, Any]:
+    """The optional ``data.*`` keys that are set (passed to the dataset factory)."""
+    opts = {"path": cfg.data.path, "sources": cfg.data.sources, "skip_bad_rows": cfg.data.skip_bad_rows}
+    return {k: v for k, v in opts.items() if v not in (None, (), False)}
 
 
 def _check_numbers(cfg: Config) -> None:

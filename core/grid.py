@@ -144,9 +144,22 @@ def _param_space(cfg: Config):
     return space, EvalStepOptuna(metric=cfg.grid.search.metric, mode=cfg.grid.search.mode)
 
 
+def check_data(trials: list[tuple[dict, Config]]) -> None:
+    """Load every distinct data selection of the grid once, so that bad input is reported
+    before any trial starts (the loaders cache what they read)."""
+    from core.data import selection_fingerprint
+    seen = set()
+    for _, t in trials:
+        key = json.dumps(schema.to_dict(t.data), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            selection_fingerprint(t)
+
+
 def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
     import ray
     from ray import tune
+    check_data(trials)    # a bad path, file or row fails here, before Ray or MLflow start
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / "grid.json"

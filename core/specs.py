@@ -49,10 +49,15 @@ class CurriculumSpec(_Spec):
 
 @dataclass(frozen=True)
 class DatasetSpec(_Spec):
-    """A prompt source. ``domains`` and ``splits`` are what the config may select."""
+    """A prompt source. ``domains`` and ``splits`` are what the config may select. The factory
+    is called as ``factory(split=, n=, domains=, difficulties=, seed=, **options)`` where
+    ``options`` are the set ``data.*`` keys among ``options``."""
 
     domains: tuple[str, ...] = field(default_factory=tuple)
     splits: tuple[str, ...] = ("train", "eval")
+    options: tuple[str, ...] = ()        # optional `data.*` keys the factory accepts (path, ...)
+    data_sources: tuple[str, ...] = ()   # `data_source` prefixes its records carry
+    worked_examples: bool = True         # records carry extra_info.sft_response (SFT warm start)
 
     def __post_init__(self) -> None:
         super().__post_init__()

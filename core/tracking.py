@@ -8,7 +8,6 @@ finds its parent and children again by tag, so no step is logged to a second run
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -49,9 +48,9 @@ def git_commit() -> str:
 
 
 def dataset_fingerprint(cfg: Config) -> str:
-    """A hash of the exact data selection: dataset, domains, levels, sizes and seed."""
-    ident = json.dumps(schema.to_dict(cfg.data), sort_keys=True)
-    return hashlib.sha256(ident.encode()).hexdigest()[:12]
+    """A hash of the exact records selected (RL pool and eval prompts), not of the config."""
+    from core.data import selection_fingerprint
+    return selection_fingerprint(cfg)
 
 
 def flat_params(cfg: Config) -> dict[str, str]:

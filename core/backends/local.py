@@ -10,6 +10,7 @@ the step's metrics with the checkpoint folder, so a killed trial resumes where i
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import models
+from core import data, models
 from core.backends import rollout as ro
 from core.backends.sft import warm_start
 from core.config import Config
@@ -35,18 +36,37 @@ def _verl():
 
 
 def load_data(cfg: Config):
-    from core.plugins import registry
-    spec = registry().get("datasets", cfg.data.dataset)
-    kw = dict(domains=cfg.data.domains, difficulties=cfg.data.difficulties, seed=cfg.data.seed)
-    return spec.factory(split="train", n=cfg.data.d_rl, **kw), spec.factory(
-        split="eval", n=cfg.data.n_eval, **kw)
+    return data.select(cfg, "train"), data.select(cfg, "eval")
 
 
 def score(reward_fn, records: list[dict], texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Rewards and correctness for ``n`` responses per record (rows grouped by record)."""
-    scores = [reward_fn(r["data_source"], t, r["reward_model"]["ground_truth"], r["extra_info"])
-              for r, t in zip((r for r in records for _ in range(n)), texts)]
+    items = [(r["data_source"], t, r["reward_model"]["ground_truth"], r["extra_info"])
+             for r, t in zip((r for r in records for _ in range(n)), texts)]
+    batch = getattr(reward_fn, "score_batch", None)   # verifiers that check in parallel
+    scores = batch(items) if batch else [reward_fn(*item) for item in items]
     return np.array([s.score for s in scores]), np.array([s.acc for s in scores], dtype=bool)
+
+
+def grade_ungraded(cfg: Config, records: list[dict], base: str, model, tokenizer, reward_fn,
+                   log=print) -> None:
+    """Give prompts without a pass rate a difficulty level from the base policy's own pass
+    rate (``data.grade_samples`` samples each, cached per base policy; ``core.grading``)."""
+    from core import grading
+    if cfg.data.grade_samples <= 0 or all(r["extra_info"].get("difficulty", 0) for r in records):
+        return
+    key = hashlib.sha256(str(base).encode()).hexdigest()[:16]
+    was_training = model.training
+    model.eval()
+
+    def sample_fn(batch, n):
+        with torch.no_grad():
+            return ro.sample(model, tokenizer, [ro.prompt_text(r) for r in batch], n,
+                             cfg.rl.max_new_tokens, cfg.eval.temperature, cfg.rl.top_p).texts
+
+    grading.grade_with_policy(records, sample_fn, lambda b, t, n: score(reward_fn, b, t, n)[1],
+                              cfg.data.grade_samples, Path(cfg.cache_dir) / "grades" / f"{key}.json", log)
+    model.train(was_training)
 
 
 @torch.no_grad()
@@ -64,7 +84,8 @@ def evaluate(model, tokenizer, reward_fn, records, cfg: Config, flop_model: Flop
         lengths += roll.response_mask.sum(dim=1).tolist()
         flops += flop_model.forward(roll.padded_seqlens())
     correct = np.concatenate(correct)
-    metrics = pass_at_k_metrics(correct, [r["ability"] for r in records], cfg.eval.k_max)
+    domains = [r["extra_info"].get("domain") or r["ability"] for r in records]
+    metrics = pass_at_k_metrics(correct, domains, cfg.eval.k_max)
     metrics["val/response_length"] = float(np.mean(lengths))
     return metrics, flops, correct.mean(axis=1)
 
@@ -84,8 +105,10 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
     ref = models.load(base)[0].eval().requires_grad_(False) if cfg.rl.kl_coef else None
     flop_model = FlopModel.from_config(model.config)
     train_records, eval_records = load_data(cfg)
-    curriculum = registry().get("curricula", cfg.curriculum.name).factory(train_records, seed=cfg.seed)
     reward_fn = registry().get("rewards", cfg.reward.name).factory(format_weight=cfg.reward.format_weight)
+    grade_ungraded(cfg, train_records, base, model if not resume else models.load(base)[0],
+                   tokenizer, reward_fn, log)
+    curriculum = registry().get("curricula", cfg.curriculum.name).factory(train_records, seed=cfg.seed)
     lr = cfg.rl_lr
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
     loss_cfg = OmegaConf.create({"clip_ratio": cfg.rl.clip_ratio, "clip_ratio_low": cfg.rl.clip_ratio,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from core import models, schema
+from core import data, models, schema
 from core.config import Config
 
 
@@ -24,10 +24,14 @@ def base_key(cfg: Config) -> str:
     size = schema.to_dict(cfg.size)
     for rl_only in ("rl_lr", "resources"):   # settings that do not change the SFT base
         size.pop(rl_only)
-    data = schema.to_dict(cfg.data)
-    data.pop("d_rl"), data.pop("n_eval")   # RL pool and eval size: not the SFT base
+    sel = schema.to_dict(cfg.data)
+    for rl_only in ("d_rl", "n_eval", "grade_samples", "skip_bad_rows"):   # not the SFT base
+        sel.pop(rl_only)
+    for unset in ("path", "sources"):      # keep keys of bases trained before these existed
+        if not sel[unset]:
+            sel.pop(unset)
     sft = {**schema.to_dict(cfg.sft), "lr": cfg.sft_lr}
-    ident = {"size": size, "data": data, "sft": sft, "v": 2}   # v: bump when data generation changes
+    ident = {"size": size, "data": sel, "sft": sft, "v": 2}   # v: bump when data generation changes
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -50,11 +54,8 @@ def sft_batch(tokenizer, records: list[dict]):
 def train_sft(cfg: Config, source: str, out: Path, log=print) -> float:
     """Train the base in ``source`` on D_SFT examples and save it to ``out``; returns FLOPs."""
     from core.flops import FlopModel
-    from core.plugins import registry
     model, tokenizer = models.load(source)
-    data_spec = registry().get("datasets", cfg.data.dataset)
-    records = data_spec.factory(split="train", n=cfg.data.d_sft, domains=cfg.data.domains,
-                                difficulties=cfg.data.difficulties, seed=cfg.data.seed + 10_000)
+    records = data.select(cfg, "sft")
     lr = cfg.sft_lr
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
     warmup = max(1, cfg.sft.steps // 10)

@@ -121,5 +121,5 @@ def load(split: str, n: int, domains: Sequence[str] = DOMAINS,
 @hookimpl
 def agentic_rl_datasets():
     yield DatasetSpec(
-        name="synthetic", factory=load, domains=DOMAINS, splits=SPLITS,
+        name="synthetic", factory=load, domains=DOMAINS, splits=SPLITS, data_sources=(SOURCE_PREFIX,),
         description="seeded verifiable tasks (sums, digit sorting, string reversal), levels 1-4")

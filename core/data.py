@@ -1,0 +1,47 @@
+"""Records for a trial: the dataset plugin called with the config's selection, and a content
+fingerprint of what was selected.
+
+``select(cfg, "train" | "eval" | "sft")`` is the one place that calls a dataset factory, so
+the RL pool (D_RL), the eval prompts, the SFT examples (D_SFT, drawn from the train split with
+a different seed) and the grid's fingerprint tag see the same options. A selection the data
+cannot satisfy is a ``ConfigError`` naming the key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from core.config import Config, data_options
+from core.errors import ConfigError, UserError
+
+_ROLES = {"train": ("train", "data.d_rl", 0), "eval": ("eval", "data.n_eval", 0),
+          "sft": ("train", "data.d_sft", 10_000)}
+
+
+def select(cfg: Config, role: str, registry=None) -> list[dict]:
+    from core.plugins import registry as default_registry
+    split, key, seed_offset = _ROLES[role]
+    spec = (registry or default_registry()).get("datasets", cfg.data.dataset)
+    n = {"data.d_rl": cfg.data.d_rl, "data.n_eval": cfg.data.n_eval, "data.d_sft": cfg.data.d_sft}[key]
+    try:
+        return spec.factory(split=split, n=n, domains=cfg.data.domains,
+                            difficulties=cfg.data.difficulties, seed=cfg.data.seed + seed_offset,
+                            **data_options(cfg))
+    except UserError:           # a complete message already (bad file, row, path)
+        raise
+    except ValueError as exc:   # the plugin's own message names the count it cannot supply
+        raise ConfigError(key, n, f"dataset {cfg.data.dataset!r} cannot supply it: {exc}") from exc
+
+
+def fingerprint(records: list[dict]) -> str:
+    """A hash of exactly which prompts and answers were selected, in order."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps([r["data_source"], r["prompt"], r["reward_model"]["ground_truth"]],
+                            sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def selection_fingerprint(cfg: Config) -> str:
+    """Fingerprint of the RL pool and the eval prompts together (the grid logs it as a tag)."""
+    return fingerprint(select(cfg, "train") + select(cfg, "eval"))
