@@ -150,3 +150,23 @@ def test_judge_off_by_default_and_failures_score_zero():
         assert s.acc == 0.0 and "judge failed" in s.reason
     finally:
         down.close()
+
+
+def test_math_verify_timeout_fires_in_the_worker_even_when_called_from_a_thread():
+    """A comparison slow enough to hit math-verify's own signal-based timeout (1 s here)."""
+    import time
+    v = GuruVerifier(math_timeout_s=1)
+    out = {}
+
+    def worker():
+        t = time.monotonic()
+        out["score"] = v("math__combined", "\\boxed{\\sum_{k=0}^{200} \\binom{200}{k} x^k + 1}", "(x+1)^{200}")
+        out["s"] = time.monotonic() - t
+    try:
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join(60)
+    finally:
+        v.close()
+    assert out["score"].acc == 0.0 and out["score"].reason == "not equivalent"
+    assert out["s"] < 10
