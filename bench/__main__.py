@@ -1,10 +1,10 @@
 """``python -m bench [names...]``: run the benchmarks (all by default)."""
 import sys
 
-from bench import grpo_vs_trl, update_flops, verify_throughput
+from bench import grpo_vs_trl, rm_serve, update_flops, verify_throughput
 
 BENCHES = {"grpo_vs_trl": grpo_vs_trl.main, "update_flops": update_flops.main,
-           "verify_throughput": verify_throughput.main}
+           "verify_throughput": verify_throughput.main, "rm_serve": rm_serve.main}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHES)

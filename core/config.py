@@ -75,9 +75,32 @@ class Data:
 
 
 @dataclass(frozen=True)
+class RM:
+    """The learned reward model (``reward.name=learned_rm``): a Bradley-Terry RM of ladder size
+    ``size`` trained on ``d_rm`` preference pairs from the policy base's samples, labelled by
+    the ``gold`` rule reward, served by Ray Serve and queried over HTTP."""
+    size: str = "xs"                  # ladder size of the RM
+    d_rm: int = 1000                  # preference pairs (D_RM)
+    n_eval_pairs: int = 128           # held-out pairs (eval split) for accuracy / calibration
+    steps: int = 200                  # Bradley-Terry training steps
+    batch_size: int = 32              # pairs per step
+    lr: float = 1e-4
+    init: Literal["base", "random"] = "base"   # backbone: the size's SFT base, or random init
+    gold: str = "synthetic"           # rule reward that labels pairs and scores gold reward
+    url: str | None = None            # base URL of a running endpoint (http://host:port);
+                                      # None: the grid starts one on `port`
+    port: int = 8000
+    token: str | None = None          # bearer token of the endpoint (None: no auth)
+    max_batch_size: int = 64          # Serve batching: items per forward
+    timeout_s: float = 30.0           # per HTTP request
+    retries: int = 6                  # on connection errors and 5xx, with backoff
+
+
+@dataclass(frozen=True)
 class Reward:
     name: str = "synthetic"       # reward plugin
     format_weight: float = 0.0    # weight of the format score added to correctness
+    rm: RM = field(default_factory=RM)
 
 
 @dataclass(frozen=True)
@@ -345,6 +368,16 @@ def _check_plugins(cfg: Config, registry) -> None:
         _require(key in spec.options, f"data.{key}", value,
                  f"not used by dataset {spec.name!r}", allowed=list(spec.options) or ["(none)"])
     reward = registry.get("rewards", cfg.reward.name)
+    if reward.kind == "learned":
+        _require(cfg.reward.rm.size in cfg.ladder.sizes, "reward.rm.size", cfg.reward.rm.size,
+                 f"not a size of ladder {cfg.ladder.name!r}", allowed=list(cfg.ladder.sizes))
+        gold = registry.get("rewards", cfg.reward.rm.gold) if cfg.reward.rm.gold in registry.names("rewards") else None
+        _require(gold is not None and gold.kind == "rule", "reward.rm.gold", cfg.reward.rm.gold,
+                 "the gold reward must be a rule reward plugin",
+                 allowed=[e.spec.name for e in registry.entries("rewards") if e.spec.kind == "rule"])
+        _require(cfg.reward.rm.d_rm >= 2 and cfg.reward.rm.n_eval_pairs >= 2, "reward.rm.d_rm",
+                 cfg.reward.rm.d_rm, "D_RM and reward.rm.n_eval_pairs must be >= 2")
+        reward = gold     # the dataset must suit the gold verifier
     if reward.data_sources and spec.data_sources:
         _require(any(d.startswith(r) for d in spec.data_sources for r in reward.data_sources),
                  "reward.name", cfg.reward.name,

@@ -15,14 +15,19 @@ from core.config import Config, data_options
 from core.errors import ConfigError, UserError
 
 _ROLES = {"train": ("train", "data.d_rl", 0), "eval": ("eval", "data.n_eval", 0),
-          "sft": ("train", "data.d_sft", 10_000)}
+          "sft": ("train", "data.d_sft", 10_000),
+          # prompts whose policy samples become RM preference pairs (train / held-out)
+          "rm_train": ("train", "reward.rm.d_rm", 20_000), "rm_eval": ("eval", "reward.rm.n_eval_pairs", 20_000)}
 
 
-def select(cfg: Config, role: str, registry=None) -> list[dict]:
+def select(cfg: Config, role: str, registry=None, n: int | None = None) -> list[dict]:
+    """Records for ``role`` (train, eval, sft, rm_train, rm_eval); ``n`` overrides the count."""
     from core.plugins import registry as default_registry
     split, key, seed_offset = _ROLES[role]
     spec = (registry or default_registry()).get("datasets", cfg.data.dataset)
-    n = {"data.d_rl": cfg.data.d_rl, "data.n_eval": cfg.data.n_eval, "data.d_sft": cfg.data.d_sft}[key]
+    if n is None:
+        n = {"data.d_rl": cfg.data.d_rl, "data.n_eval": cfg.data.n_eval, "data.d_sft": cfg.data.d_sft,
+             "reward.rm.d_rm": cfg.reward.rm.d_rm, "reward.rm.n_eval_pairs": cfg.reward.rm.n_eval_pairs}[key]
     try:
         return spec.factory(split=split, n=n, domains=cfg.data.domains,
                             difficulties=cfg.data.difficulties, seed=cfg.data.seed + seed_offset,

@@ -156,6 +156,38 @@ def check_data(trials: list[tuple[dict, Config]]) -> None:
             selection_fingerprint(t)
 
 
+def start_rm_endpoints(cfg: Config, trials: list[tuple[dict, Config]]) -> str | None:
+    """One Serve app per RM size class the grid's learned-RM trials use (and give no URL for);
+    returns the base URL to hand the trials, or None when no trial needs one."""
+    from core.plugins import registry
+    learned = [t for _, t in trials
+               if registry().get("rewards", t.reward.name).kind == "learned" and t.reward.rm.url is None]
+    if not learned:
+        return None
+    from serve.app import RMAppArgs, deploy
+    from serve.rm import checkpoint_root
+    port = cfg.reward.rm.port or _free_port()
+    url = None
+    for size in sorted({t.reward.rm.size for t in learned}):
+        t = next(t for t in learned if t.reward.rm.size == size)
+        root = checkpoint_root(t)
+        root.mkdir(parents=True, exist_ok=True)
+        res = t.ladder.sizes[size].resources
+        score_url = deploy(RMAppArgs(size=size, checkpoint_root=str(root), token=t.reward.rm.token,
+                                     max_batch_size=t.reward.rm.max_batch_size, num_gpus=res.gpus),
+                           port=port)
+        print(f"reward model endpoint for size {size}: {score_url}", flush=True)
+        url = f"http://127.0.0.1:{port}"
+    return url
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
     import ray
     from ray import tune
@@ -177,8 +209,13 @@ def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
     if started:   # RAY_ADDRESS set: join that cluster; otherwise start a local Ray
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
                  log_to_driver=True, configure_logging=False)
+    serving = False
     try:
         raw = schema.to_dict(cfg)
+        rm_url = start_rm_endpoints(cfg, trials)
+        if rm_url:
+            serving = True
+            raw = with_values(raw, {"reward.rm.url": rm_url})
         fault = os.environ.get(FAULT_ENV)
         trainable = tune.with_parameters(train_fn, raw=raw, out=str(out),
                                          fault_step=int(fault) if fault else None)
@@ -209,6 +246,9 @@ def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
                     callbacks=[callback]))
         results = tuner.fit()
     finally:
+        if serving:
+            from ray import serve
+            serve.shutdown()
         if started:
             ray.shutdown()
     errors = [r.error for r in results if r.error]

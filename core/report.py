@@ -278,7 +278,11 @@ def write_report(uri: str, parent_id: str, run_dir: Path) -> Path:
         raise RuntimeError(f"parent run {parent_id} has no child runs to report on")
     analysis = analyse(runs)
     figures = plots(runs, analysis, out)
-    (out / "report.html").write_text(render_html(parent, analysis, figures))
+    from core.report_rm import analyse_rm, html_rm, plots_rm
+    rm = analyse_rm(runs)
+    figures += plots_rm(rm, out)
+    page = render_html(parent, analysis, figures).replace("<h2>Plots</h2>", html_rm(rm) + "<h2>Plots</h2>")
+    (out / "report.html").write_text(page)
     from mlflow.tracking import MlflowClient
     MlflowClient(tracking_uri=uri).log_artifacts(parent_id, str(out), artifact_path="report")
     return out / "report.html"

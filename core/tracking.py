@@ -19,7 +19,7 @@ from core import schema
 from core.config import CONFIG_DIR, Config
 
 PROJECT_ROOT = CONFIG_DIR.parent
-METRIC_PREFIXES = ("val/", "train/", "compute/")
+METRIC_PREFIXES = ("val/", "train/", "compute/", "reward/", "rm/")
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -76,6 +76,8 @@ def trial_tags(cfg: Config, values: dict, parent_id: str, trial_id: str) -> dict
             "dataset_fingerprint": dataset_fingerprint(cfg), "backend": cfg.backend,
             "mlflow.runName": ", ".join(f"{k}={v}" for k, v in values.items()) or trial_id}
     tags.update({f"axis.{k}": str(v) for k, v in values.items()})
+    if cfg.reward.name == "learned_rm":
+        tags["rm_params"] = str(cfg.ladder.sizes[cfg.reward.rm.size].params or "")
     return tags
 
 

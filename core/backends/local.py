@@ -41,11 +41,33 @@ def load_data(cfg: Config):
 
 def score(reward_fn, records: list[dict], texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Rewards and correctness for ``n`` responses per record (rows grouped by record)."""
-    items = [(r["data_source"], t, r["reward_model"]["ground_truth"], r["extra_info"])
-             for r, t in zip((r for r in records for _ in range(n)), texts)]
+    extras = [{**r["extra_info"], "prompt_text": ro.prompt_text(r)} for r in records]  # RMs read it
+    items = [(r["data_source"], t, r["reward_model"]["ground_truth"], extras[i // n])
+             for i, (r, t) in enumerate(zip((r for r in records for _ in range(n)), texts))]
     batch = getattr(reward_fn, "score_batch", None)   # verifiers that check in parallel
     scores = batch(items) if batch else [reward_fn(*item) for item in items]
     return np.array([s.score for s in scores]), np.array([s.acc for s in scores], dtype=bool)
+
+
+def make_reward(cfg: Config, log=print):
+    """(reward function, FlopModel of the learned RM or None, RM metrics). A learned RM is
+    trained once (cached, ``serve.rm.ensure_rm``) and queried on its Serve endpoint."""
+    from core.errors import ConfigError
+    from core.plugins import registry
+    spec = registry().get("rewards", cfg.reward.name)
+    if spec.kind != "learned":
+        return spec.factory(format_weight=cfg.reward.format_weight), None, {}
+    rm = cfg.reward.rm
+    if rm.url is None:
+        raise ConfigError("reward.rm.url", None, "a trial outside a grid needs a running RM endpoint "
+                          "(`python -m serve.rm up`); `python -m core.tune` starts one itself")
+    from serve.rm import ensure_rm
+    key, path, rm_metrics = ensure_rm(cfg, log)
+    gold = registry().get("rewards", rm.gold).factory(format_weight=0.0)
+    fn = spec.factory(url=rm.url, size=rm.size, model_id=key, token=rm.token, gold=gold,
+                      format_weight=cfg.reward.format_weight, timeout_s=rm.timeout_s, retries=rm.retries)
+    from transformers import AutoConfig
+    return fn, FlopModel.from_config(AutoConfig.from_pretrained(path)), rm_metrics
 
 
 def grade_ungraded(cfg: Config, records: list[dict], base: str, model, tokenizer, reward_fn,
@@ -93,6 +115,15 @@ def evaluate(model, tokenizer, reward_fn, records, cfg: Config, flop_model: Flop
 def run(cfg: Config, workdir: Path, resume: Path | None = None,
         log=print) -> Iterator[tuple[dict[str, float], Path | None]]:
     """Train one policy; yields (metrics, checkpoint folder or None) once per RL step."""
+    opened: list = []     # reward functions with pools or sessions to close at the end
+    try:
+        yield from _run(cfg, workdir, resume, log, opened)
+    finally:
+        for thing in opened:
+            getattr(thing, "close", lambda: None)()
+
+
+def _run(cfg: Config, workdir: Path, resume: Path | None, log, opened: list):
     core_algos, OmegaConf = _verl()
     from core.plugins import registry
     workdir = Path(workdir)
@@ -105,7 +136,12 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
     ref = models.load(base)[0].eval().requires_grad_(False) if cfg.rl.kl_coef else None
     flop_model = FlopModel.from_config(model.config)
     train_records, eval_records = load_data(cfg)
-    reward_fn = registry().get("rewards", cfg.reward.name).factory(format_weight=cfg.reward.format_weight)
+    reward_fn, rm_flop_model, rm_metrics = make_reward(cfg, log)
+    opened.append(reward_fn)
+    # KL to the initial policy (d = sqrt(KL) of the RM over-optimisation curves): measured
+    # against the frozen base whenever a learned RM is the reward, even with no KL penalty
+    if ref is None and rm_flop_model is not None:
+        ref = models.load(base)[0].eval().requires_grad_(False)
     grade_ungraded(cfg, train_records, base, model if not resume else models.load(base)[0],
                    tokenizer, reward_fn, log)
     curriculum = registry().get("curricula", cfg.curriculum.name).factory(train_records, seed=cfg.seed)
@@ -151,7 +187,8 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
 
     if resume is None:   # step 0: the warm-started base before any RL
         metrics, ckpt = eval_and_checkpoint(0)
-        yield {**metrics, **ledger.metrics(), "compute/flops_sft": sft_flops, "step": 0}, ckpt
+        yield {**metrics, **ledger.metrics(), **rm_metrics, "compute/flops_sft": sft_flops,
+               "step": 0}, ckpt
 
     t0 = time.time()
     for step in range(start + 1, cfg.rl.steps + 1):
@@ -163,6 +200,8 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
                          cfg.rl.max_new_tokens, cfg.rl.temperature, cfg.rl.top_p)
         ledger.add("rollout", flop_model.forward(roll.padded_seqlens()))
         rewards, acc = score(reward_fn, prompts, roll.texts, G)
+        if rm_flop_model is not None:
+            ledger.add("rm", rm_flop_model.forward(roll.padded_seqlens()))
 
         # --- advantages (verl GRPO): the reward sits on each response's last token ----------
         mask = roll.response_mask.float()
@@ -188,12 +227,15 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
         loss, pg_metrics = policy_loss(old_log_prob=logp.detach(), log_prob=logp,
                                        advantages=adv, response_mask=mask,
                                        loss_agg_mode=cfg.rl.loss_agg_mode, config=loss_cfg)
-        kl_value = 0.0
-        if ref is not None:
+        kl_value, kl_init = 0.0, None
+        if ref is not None and cfg.rl.kl_coef:
             kl = core_algos.kl_penalty(logp, ref_logp, kl_penalty="low_var_kl")
             kl_loss = core_algos.agg_loss(kl, mask, cfg.rl.loss_agg_mode)
             loss = loss + cfg.rl.kl_coef * kl_loss
             kl_value = kl_loss.item()
+        if ref is not None:   # sequence KL(pi || pi_0): per-token k3 estimates (unbiased, >= 0)
+            k3 = core_algos.kl_penalty(logp.detach(), ref_logp, kl_penalty="low_var_kl")
+            kl_init = float((k3 * mask).sum(dim=1).mean())
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.rl.max_grad_norm)
         opt.step()
@@ -210,6 +252,11 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None,
             "train/pg_clipfrac": pg_metrics["actor/pg_clipfrac"], "step": step,
             "compute/flops_sft": sft_flops,
         }
+        if kl_init is not None:
+            metrics["train/kl_init"] = kl_init
+        if rm_flop_model is not None:   # the policy optimises the proxy; gold is the rule verifier
+            metrics.update({"train/proxy_reward_mean": float(rewards.mean()),
+                            "train/gold_reward_mean": float(acc.mean()), **reward_fn.metrics()})
         ckpt = None
         if step % cfg.eval.every == 0 or step == cfg.rl.steps:
             val, ckpt = eval_and_checkpoint(step)

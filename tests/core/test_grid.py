@@ -164,3 +164,43 @@ def test_bad_guru_path_fails_before_ray_starts(tmp_path):
     cfg = load("guru", [f"data.path={tmp_path}/missing/a/b"])
     with pytest.raises(UserError, match="neither a folder nor a hub dataset id"):
         check_data(expand(cfg))
+
+
+RM_SMOKE = ["grid.axes.reward.rm.size=[xs]", "grid.axes.reward.rm.d_rm=[48,96]", "model=xs",
+            "data.difficulties=[1,2]", "data.d_sft=2000", "sft.steps=200", "reward.rm.steps=60",
+            "reward.rm.n_eval_pairs=32", "reward.rm.init=random", "rl.steps=10", "eval.every=5",
+            "data.n_eval=16", "eval.n_samples=4", "eval.k_max=4", "rl.prompts_per_step=16",
+            "rl.group_size=4"]
+
+
+def test_rm_scaling_grid_end_to_end(ray_cluster, tmp_path):
+    """`grid=rm_scaling` with smoke overrides: the grid starts the Serve endpoint, each trial
+    trains its RM and the policy against it, and the report has the over-optimisation plots."""
+    from mlflow.tracking import MlflowClient
+
+    from core.grid import run_grid
+    cfg = load("rm_scaling", RM_SMOKE + [f"output_dir={tmp_path}/runs", f"cache_dir={tmp_path}/cache",
+                                         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
+    assert run_grid(cfg, expand(cfg)) == 0
+    run_dir = next((tmp_path / "runs" / "rm_scaling").glob("*/grid.json")).parent
+    state = json.loads((run_dir / "grid.json").read_text())
+    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    parent = client.get_run(state["parent_run_id"])
+    kids = client.search_runs([parent.info.experiment_id],
+                              f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(kids) == 2
+    for kid in kids:
+        rid = kid.info.run_id
+        for key in ("train/proxy_reward_mean", "train/gold_reward_mean", "train/kl_init",
+                    "reward/rm_errors"):
+            assert _steps(client, rid, key) == list(range(1, 11)), key
+        rm_flops = [m.value for m in sorted(client.get_metric_history(rid, "compute/flops_rm"),
+                                            key=lambda m: m.step)]
+        assert rm_flops[0] == 0 and all(b > a for a, b in zip(rm_flops, rm_flops[1:]))
+        assert _steps(client, rid, "rm/heldout_acc") == [0]
+        assert kid.data.tags["rm_params"] == "145344"
+        assert all(m.value >= 0 for m in client.get_metric_history(rid, "train/kl_init"))
+    page = (run_dir / "report" / "report.html").read_text()
+    assert "Reward-model over-optimisation" in page
+    assert (run_dir / "report" / "rm_reward_vs_d.png").exists()
+    assert (run_dir / "report" / "rm_scaling.png").exists()
