@@ -131,6 +131,7 @@ class RL:
     max_grad_norm: float = 1.0
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
     adv_estimator: Literal["grpo"] = "grpo"
+    engine: Literal["vllm", "sglang"] = "vllm"   # rollout engine of the verl backend
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ class Config:
     resume: bool = False
     output_dir: str = "runs"
     cache_dir: str = ".cache"
+    verl: dict[str, Any] = field(default_factory=dict)   # verl keys passed through as is
+                                                         # (backend=verl): verl.a.b=value
 
     @property
     def size(self) -> Size:
@@ -228,6 +231,8 @@ def compose(grid: str, overrides: list[str] = ()) -> dict:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+    # verl keys pass through: `verl.a.b=v` adds (or replaces) a key under the open `verl` map
+    overrides = [f"++{o}" if o.startswith("verl.") else o for o in overrides]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = hydra_compose("config", overrides=[f"grid={grid}", *overrides])
@@ -245,6 +250,10 @@ def compose(grid: str, overrides: list[str] = ()) -> dict:
         raise UserError(msg) from exc
     data["grid"]["name"] = grid
     data["grid"]["axes"] = _flatten_axes(data["grid"].get("axes") or {})
+    if data["grid"]["axes"].get("model") == "all":   # every size of the ladder in use
+        data["grid"]["axes"]["model"] = list(data["ladder"]["sizes"])
+        if data["model"] not in data["ladder"]["sizes"]:
+            data["model"] = data["grid"]["axes"]["model"][0]
     return data
 
 
@@ -340,6 +349,8 @@ def check(cfg: Config, registry) -> None:
                  f"of ladder {cfg.ladder.name!r} has none (use ladder=r1_distill)")
         _require(cfg.size.resources.gpus >= 1, f"ladder.sizes.{cfg.model}.resources.gpus",
                  cfg.size.resources.gpus, "the verl backend needs at least 1 GPU per trial")
+        _require(cfg.eval.temperature > 0, "eval.temperature", cfg.eval.temperature,
+                 "verl's V1 validation ignores do_sample: pass@k needs sampling at temperature > 0")
     if cfg.grid.search is not None:
         _require(not cfg.grid.axes, "grid.search", "set",
                  "a grid declares either `axes` (grid search) or `search` (Optuna), not both")

@@ -36,7 +36,8 @@ def trial_key(values: dict) -> str:
     return "_".join(f"{k.replace('.', '-')}={v}" for k, v in values.items()) or "single"
 
 
-def train_fn(config: dict, raw: dict, out: str, fault_step: int | None) -> None:
+def train_fn(config: dict, raw: dict, out: str, fault_step: int | None,
+             mlflow_ref: tuple[str, str, str] | None = None) -> None:
     """The Tune trainable: one trial of the grid (``config`` holds this point's axis values)."""
     import logging
 
@@ -46,7 +47,12 @@ def train_fn(config: dict, raw: dict, out: str, fault_step: int | None) -> None:
     workdir = Path(out) / "trials" / trial_key(config)
     checkpoint = tune.get_checkpoint()
     resume = Path(checkpoint.to_directory()) if checkpoint else None
-    for metrics, ckpt in run_trial(cfg, workdir, resume_from=resume):
+    extra = {}
+    if cfg.backend == "verl" and mlflow_ref:   # verl logs into this trial's MLflow child run
+        uri, experiment, parent_id = mlflow_ref
+        extra = {"tracking_uri": uri, "mlflow_run_id": Tracker(uri, experiment).child(
+            cfg, config, parent_id, trial_key(config))}
+    for metrics, ckpt in run_trial(cfg, workdir, resume_from=resume, **extra):
         metrics = {**metrics, "trial_dir": str(workdir)}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt) if ckpt else None)
         marker = workdir / "fault_injected"
@@ -144,6 +150,17 @@ def _param_space(cfg: Config):
     return space, EvalStepOptuna(metric=cfg.grid.search.metric, mode=cfg.grid.search.mode)
 
 
+def max_concurrent(cfg: Config, trials: list[tuple[dict, Config]]) -> int | None:
+    """``grid.max_concurrent``, else for verl trials (no GPUs in Tune's books) the cluster's
+    GPUs divided by the most GPUs one trial takes."""
+    if cfg.grid.max_concurrent is not None or cfg.backend != "verl":
+        return cfg.grid.max_concurrent
+    import ray
+    gpus = ray.cluster_resources().get("GPU", 0)
+    need = max(t.size.resources.gpus * t.size.resources.nodes for _, t in trials)
+    return max(1, int(gpus // need))
+
+
 def check_data(trials: list[tuple[dict, Config]]) -> None:
     """Load every distinct data selection of the grid once, so that bad input is reported
     before any trial starts (the loaders cache what they read)."""
@@ -218,11 +235,14 @@ def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
             raw = with_values(raw, {"reward.rm.url": rm_url})
         fault = os.environ.get(FAULT_ENV)
         trainable = tune.with_parameters(train_fn, raw=raw, out=str(out),
-                                         fault_step=int(fault) if fault else None)
+                                         fault_step=int(fault) if fault else None,
+                                         mlflow_ref=(uri, experiment, parent_id))
 
         def resources(point: dict) -> dict:
-            res = schema.build(Config, with_values(raw, point)).size.resources
-            return {"cpu": res.cpus, "gpu": res.gpus}
+            t = schema.build(Config, with_values(raw, point))
+            if t.backend == "verl":   # verl books its own GPU placement groups; Tune must not
+                return {"cpu": 1, "gpu": 0}
+            return {"cpu": t.size.resources.cpus, "gpu": t.size.resources.gpus}
 
         trainable = tune.with_resources(trainable, resources)
         space, search = _param_space(cfg)
@@ -238,7 +258,7 @@ def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
             tuner = tune.Tuner(
                 trainable, param_space=space,
                 tune_config=tune.TuneConfig(search_alg=search, num_samples=n if search else 1,
-                                            max_concurrent_trials=cfg.grid.max_concurrent),
+                                            max_concurrent_trials=max_concurrent(cfg, trials)),
                 run_config=tune.RunConfig(
                     name=cfg.grid.name, storage_path=str(out / "tune"), verbose=0,
                     failure_config=tune.FailureConfig(max_failures=2),

@@ -20,7 +20,7 @@ def latest_checkpoint(workdir: Path) -> Path | None:
 
 
 def run_trial(cfg: Config, workdir: Path, resume_from: Path | None = None,
-              log=print) -> Iterator[tuple[dict[str, float], Path | None]]:
+              log=print, **verl_kwargs) -> Iterator[tuple[dict[str, float], Path | None]]:
     """Yield (metrics, checkpoint folder or None) for every RL step after ``resume_from``
     (a checkpoint folder this trial wrote; None starts at step 0)."""
     workdir = Path(workdir)
@@ -28,6 +28,8 @@ def run_trial(cfg: Config, workdir: Path, resume_from: Path | None = None,
     if cfg.backend == "local":
         from core.backends import local
         yield from local.run(cfg, workdir, resume=resume_from, log=log)
+    elif cfg.backend == "verl":
+        from core.backends import verl
+        yield from verl.run(cfg, workdir, resume=resume_from, log=log, **verl_kwargs)
     else:
-        raise UserError(f"backend={cfg.backend!r} is not available yet in this version; "
-                        "allowed now: local")
+        raise UserError(f"backend={cfg.backend!r}; allowed: local, verl")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core.tune grid=NAME [overrides] [--cfg] [--help]``.
+"""Command line: ``python -m core.tune grid=NAME [overrides] [--cfg] [--dry-run] [--help]``.
 
 Overrides use Hydra's grammar, as in verl: ``rl.steps=5``, ``+key=value`` adds a key,
 ``~key`` deletes one, ``grid.axes.seed=[0,1,2]`` replaces an axis. The config is composed and
@@ -12,21 +12,23 @@ import sys
 from core.errors import UserError
 
 USAGE = """\
-usage: python -m core.tune grid=NAME [KEY=VALUE | +KEY=VALUE | ~KEY ...] [--cfg] [--help]
+usage: python -m core.tune grid=NAME [KEY=VALUE | +KEY=VALUE | ~KEY ...] [--cfg] [--dry-run] [--help]
 
 Run a scaling grid: one Ray Tune trial per point of the grid's axes, logged to MLflow.
 
 options:
   --cfg      print the resolved config (and the trials it expands to) and exit
+  --dry-run  with backend=verl: print, per trial, the verl command line it would run
   --help     show this message and the available grids
 
 examples:
   python -m core.tune grid=demo
   python -m core.tune grid=demo rl.steps=5 grid.axes.seed=[0] --cfg
   ray job submit --working-dir . -- python -m core.tune grid=demo
+  python -m core.tune grid=model_scaling backend=verl ladder=r1_distill --dry-run
 """
 
-FLAGS = ("--cfg", "--help", "-h")
+FLAGS = ("--cfg", "--dry-run", "--help", "-h")
 
 
 def help_text() -> str:
@@ -79,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         trials = expand(cfg)
         if "--cfg" in flags:
             print(render_cfg(cfg, trials), end="")
+            return 0
+        if "--dry-run" in flags:
+            if cfg.backend != "verl":
+                raise UserError("--dry-run prints the verl command of each trial; add backend=verl "
+                                "(and a ladder with hub ids or paths, e.g. ladder=r1_distill)")
+            from core.backends.verl import dry_run
+            print(dry_run(cfg, trials))
             return 0
         from core.grid import run_grid   # heavy imports (ray, torch) start here
         return run_grid(cfg, trials)

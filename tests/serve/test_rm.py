@@ -268,3 +268,17 @@ def test_replica_killed_under_load_loses_no_request(cluster, trained):
             pass
         time.sleep(1)
     assert pid_after != pid_before        # a new replica process serves now
+
+
+def test_verl_bridge_scores_with_the_served_rm(cluster, trained):
+    """The verl reward bridge, loaded by verl's own NaiveRewardManager, calls this Serve app
+    and returns the same score as the checkpoint itself (gold acc from the rule verifier)."""
+    from tests.core.test_verl_backend import run_in_verl
+    key, path = trained["xs"]["key"], trained["xs"]["path"]
+    samples = [("3+4=", "#7", "synthetic__arith", "7", {"prompt_text": "3+4=", "domain": "arith"}),
+               ("3+4=", "#8", "synthetic__arith", "7", {"prompt_text": "3+4=", "domain": "arith"})]
+    got = run_in_verl({"reward_name": "learned_rm", "rm_url": cluster["base"], "rm_size": "xs",
+                       "rm_model_id": key, "rm_gold": "synthetic"}, samples)
+    want = _direct(path, [{"prompt": "3+4=", "response": "#7"}, {"prompt": "3+4=", "response": "#8"}])
+    assert [g["reward_score"] for g in got] == pytest.approx(want, abs=1e-4)
+    assert [g["reward_extra_info"]["acc"] for g in got] == [1.0, 0.0]
