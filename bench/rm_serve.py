@@ -1,7 +1,7 @@
 """Reward-model endpoint throughput on loopback: Serve batching against ``max_batch_size=1``.
 
-Two apps with the same RM checkpoint (tiny ladder size ``s``, random init: the weights do not
-change the cost) and one replica each, one with ``max_batch_size=64`` and one with 1. A bounded
+Two apps with the same RM checkpoint (tiny ladder size ``m`` by default, ``ARL_BENCH_RM_SIZE``
+to change; random init: the weights do not change the cost) and one replica each, one with ``max_batch_size=64`` and one with 1. A bounded
 load generator (``CLIENTS`` concurrent aiohttp clients, each sending ``REQUESTS`` requests of
 one item back to back) drives each in turn; prints requests per second and p50 / p99 latency
 for both and the throughput ratio.
@@ -9,13 +9,15 @@ for both and the throughput ratio.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-CLIENTS, REQUESTS, SIZE = 64, 12, "s"
+CLIENTS, REQUESTS = 64, 12
+SIZE = os.environ.get("ARL_BENCH_RM_SIZE", "m")   # tiny ladder size of the RM
 
 
 async def _drive(url: str, model_id: str) -> tuple[float, np.ndarray]:

@@ -228,7 +228,9 @@ def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
                  log_to_driver=True, configure_logging=False)
     serving = False
     try:
-        raw = schema.to_dict(cfg)
+        # Tune runs each trial in its own folder: make the shared cache absolute, or every
+        # trial would warm-start (and grade, and train RMs) in a cache of its own
+        raw = with_values(schema.to_dict(cfg), {"cache_dir": str(Path(cfg.cache_dir).resolve())})
         rm_url = start_rm_endpoints(cfg, trials)
         if rm_url:
             serving = True

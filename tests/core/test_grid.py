@@ -45,10 +45,15 @@ def _steps(client, run_id, key):
     return sorted({m.step for m in client.get_metric_history(run_id, key)})
 
 
-def test_two_trial_grid_end_to_end(ray_cluster, tmp_path):
+def test_two_trial_grid_end_to_end(ray_cluster, tmp_path, monkeypatch):
     from core.grid import run_grid
-    cfg = load("demo", _overrides(tmp_path))
+    monkeypatch.chdir(tmp_path)      # a relative cache_dir, as in the default config
+    over = [o for o in _overrides(tmp_path) if not o.startswith("cache_dir=")] + ["cache_dir=rel_cache"]
+    cfg = load("demo", over)
     assert run_grid(cfg, expand(cfg)) == 0
+    # both seeds share one SFT base, trained once in the driver's cache (not a trial folder's)
+    bases = [p for p in (tmp_path / "rel_cache" / "sft").glob("xs-*") if p.is_dir()]
+    assert len(bases) == 1
     client, parent, kids = _children(tmp_path)
     assert len(kids) == 2
     for kid in kids:
