@@ -338,6 +338,9 @@ def check(cfg: Config, registry) -> None:
     _require(cfg.model in cfg.ladder.sizes, "model", cfg.model,
              f"not a size of ladder {cfg.ladder.name!r}", allowed=list(cfg.ladder.sizes))
     for name, size in cfg.ladder.sizes.items():
+        _require(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name) is not None, f"ladder.sizes.{name}", name,
+                 "a size name is a config key: a letter first, then letters, digits, '_' or '-' "
+                 "(r1-1_5b, not 1.5b)")
         _require((size.path is None) != (size.arch is None), f"ladder.sizes.{name}",
                  {"path": size.path, "arch": size.arch},
                  "a size needs exactly one of `path` (hub id or folder) or `arch`")

@@ -22,7 +22,7 @@ def test_overrides_follow_hydra_grammar():
                                "~grid.axes.model", "rl.kl_coef=0.01"])
     assert cfg.rl.steps == 3 and cfg.eval.k_max == 4 and cfg.rl.kl_coef == 0.01
     assert cfg.grid.axes == {"seed": (5,)}
-    cfg = config.load("demo", ["ladder=r1_distill", "model=7b", "backend=verl",
+    cfg = config.load("demo", ["ladder=r1_distill", "model=r1-7b", "backend=verl",
                                "~grid.axes.model"])
     assert cfg.size.path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
     assert cfg.size.resources.gpus == 8
@@ -99,3 +99,9 @@ def test_search_and_axes_are_exclusive():
     with pytest.raises(ConfigError, match="either `axes`"):
         config.load("demo", ["+grid.search={metric: val/pass_at_1, mode: max, num_samples: 4,"
                              " space: {rl.lr: {low: 1e-5, high: 1e-3, log: true}}}"])
+
+
+def test_ladder_size_names_must_be_config_keys():
+    from core.errors import UserError
+    with pytest.raises(UserError, match=r"ladder.sizes.1\.5b.*a letter first"):
+        config.load("demo", ["+ladder.sizes={1.5b: {path: x, resources: {gpus: 1}}}"])

@@ -16,13 +16,13 @@ from core.metrics import pass_at_k
 from tests.conftest import ROOT
 
 # axes that name ladder sizes get r1_distill sizes when a grid runs on verl
-SIZE_AXES = {"model": "[1.5b,7b]", "reward.rm.size": "[1.5b]"}
+SIZE_AXES = {"model": "[r1-1_5b,r1-7b]", "reward.rm.size": "[r1-1_5b]"}
 
 
 def _verl_cfg(grid: str, extra=()):
     from core.config import compose
     raw_axes = compose(grid, [])["grid"]["axes"]
-    over = ["backend=verl", "ladder=r1_distill", "model=1.5b", "reward.rm.size=1.5b",
+    over = ["backend=verl", "ladder=r1_distill", "model=r1-1_5b", "reward.rm.size=r1-1_5b",
             "reward.rm.url=http://rm.internal:8000"]
     over += [f"grid.axes.{k}={v}" for k, v in SIZE_AXES.items() if k in raw_axes]
     if grid == "guru":
@@ -54,7 +54,7 @@ def test_every_grid_composes_against_verls_config(grid, tmp_path):
         assert crf.reward_kwargs.reward_name == t.reward.name
         if t.reward.name == "learned_rm":
             assert crf.reward_kwargs.rm_url == "http://rm.internal:8000"
-            assert crf.reward_kwargs.rm_model_id == "abc123" and crf.reward_kwargs.rm_size == "1.5b"
+            assert crf.reward_kwargs.rm_model_id == "abc123" and crf.reward_kwargs.rm_size == "r1-1_5b"
         assert "custom_reward_function" not in c or c.get("custom_reward_function", {}).get("path") is None
 
 
@@ -222,10 +222,47 @@ def test_main_ppo_runs_a_tiny_grid_on_a_gpu(tmp_path):
     from core.models import init_tiny
     tiny = load_cfg("demo", [])
     init_tiny(tiny.ladder.sizes["s"], model, seed=0)
-    cfg = _verl_cfg("demo", [f"ladder.sizes.1.5b.path={model}", "ladder.sizes.1.5b.resources.gpus=1",
+    cfg = _verl_cfg("demo", [f"ladder.sizes.r1-1_5b.path={model}", "ladder.sizes.r1-1_5b.resources.gpus=1",
                              "rl.steps=2", "eval.every=1", "data.n_eval=8", "eval.n_samples=4",
                              "eval.k_max=4", "rl.prompts_per_step=8"])
     _, t = expand(cfg)[0]
     steps = list(run(t, tmp_path / "trial", log=print))
     assert [m["step"] for m, _ in steps] == [0, 1, 2]
     assert all("val/pass_at_1" in m for m, _ in steps)
+
+
+def test_trial_loop_reports_each_validation_dump_and_fails_loudly(tmp_path, monkeypatch):
+    """The trial side of the verl backend with a stand-in for main_ppo (a script that writes
+    verl-format validation dumps): one report per dump, in step order, with our pass@k; a
+    non-zero exit raises with the end of the log. main_ppo itself needs GPUs."""
+    from core.backends import verl as backend
+    from core.models import init_tiny
+    model = init_tiny(load("demo", []).ladder.sizes["xs"], tmp_path / "model", seed=0)
+    cfg = _verl_cfg("demo", [f"ladder.sizes.r1-1_5b.path={model}", "rl.steps=2", "eval.every=1",
+                             "data.n_eval=4", "eval.n_samples=2", "eval.k_max=2", "data.d_rl=32",
+                             "rl.prompts_per_step=8"])
+    _, t = expand(cfg)[0]
+    stand_in = tmp_path / "fake_main_ppo.py"
+    stand_in.write_text(
+        "import json, os, sys\n"
+        "d = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n"
+        "for step in (0, 1, 2):\n"
+        "    rows = [{'input': f'p{i}', 'output': 'o', 'gts': 'g', 'score': float((i + step) % 2),\n"
+        "             'step': step, 'acc': float((i + step) % 2), 'pred': '', 'domain': 'arith'}\n"
+        "            for i in range(4) for _ in range(2)]\n"
+        "    open(os.path.join(d, f'{step}.jsonl'), 'w').write('\\n'.join(json.dumps(r) for r in rows))\n"
+        "print('fake verl done')\n"
+        "sys.exit(int(os.environ.get('FAKE_EXIT', '0')))\n")
+    monkeypatch.setattr(backend, "command", lambda cfg, workdir, **kw: [
+        sys.executable, str(stand_in), str(Path(workdir) / "validation")])
+    steps = list(backend.run(t, tmp_path / "trial", log=lambda *a: None))
+    assert [m["step"] for m, _ in steps] == [0, 1, 2]
+    assert all(m["val/pass_at_1"] == pytest.approx(0.5) and m["val/arith/pass_at_2"] == pytest.approx(0.5)
+               for m, _ in steps)
+    assert steps[-1][0]["compute/flops_eval"] > steps[0][0]["compute/flops_eval"] > 0
+    assert (tmp_path / "trial" / "data" / "train.parquet").exists()
+    # a restarted trial does not report the same steps twice
+    assert list(backend.run(t, tmp_path / "trial", log=lambda *a: None)) == []
+    monkeypatch.setenv("FAKE_EXIT", "3")
+    with pytest.raises(RuntimeError, match="(?s)exited with 3.*fake verl done"):
+        list(backend.run(t, tmp_path / "trial2", log=lambda *a: None))
