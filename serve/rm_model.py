@@ -105,7 +105,7 @@ def train_rm(source: str, out: Path, train_pairs: list[dict], eval_pairs: list[d
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % max(1, steps // 5) == 0 or step == steps - 1:
             log(f"[rm] step {step + 1}/{steps} loss {np.mean(losses[-20:]):.3f} ({time.time() - start:.0f}s)")
     model.eval()
