@@ -126,10 +126,13 @@ class RewardModel:
         return out
 
     def _model_id(self) -> str:
+        """This request's checkpoint, checked here so that a bad id fails its own request
+        and never the batch it would have joined."""
         model_id = serve.get_multiplexed_model_id() or self.args.default_model_id
         if not model_id:
             raise HTTPException(422, "no model id: set the header serve_multiplexed_model_id "
                                      "(or give the app a default_model_id)")
+        self._path_of(model_id)
         return model_id
 
     async def score_items(self, items: list[dict]) -> list[float]:
@@ -153,6 +156,7 @@ class RewardModel:
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
+        # `loaded`: checkpoints this replica has loaded since it started (up to 3 stay cached)
         return {"status": "ok", "size": self.args.size, "loaded": sorted(self.loaded), "pid": os.getpid()}
 
     def check_health(self) -> None:

@@ -282,3 +282,13 @@ def test_verl_bridge_scores_with_the_served_rm(cluster, trained):
     want = _direct(path, [{"prompt": "3+4=", "response": "#7"}, {"prompt": "3+4=", "response": "#8"}])
     assert [g["reward_score"] for g in got] == pytest.approx(want, abs=1e-4)
     assert [g["reward_extra_info"]["acc"] for g in got] == [1.0, 0.0]
+
+
+def test_a_bad_model_id_fails_only_its_own_request(cluster, trained):
+    """Requests are batched together; a 404 for one must not fail the others."""
+    from concurrent.futures import ThreadPoolExecutor
+    good, url = trained["xs"]["key"], cluster["urls"]["xs"]
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(_post, url, ITEMS, key=good if i % 2 else "f" * 16) for i in range(16)]
+        codes = [f.result().status_code for f in futures]
+    assert codes == [404, 200] * 8
