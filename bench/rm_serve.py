@@ -48,6 +48,7 @@ def main() -> None:
     from ray import serve
 
     from core.config import load
+    from core.grid import free_port
     from core.models import model_source
     from serve.app import RMAppArgs, build_app, route
     from serve.rm_model import init_rm
@@ -57,7 +58,7 @@ def main() -> None:
     backbone = model_source(cfg.ladder.sizes[SIZE], root / "models")
     init_rm(backbone, root / "ckpt" / "bench")
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    port = 8265 + 97
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     results = {}
     try:

@@ -249,7 +249,7 @@ def compose(grid: str, overrides: list[str] = ()) -> dict:
                 msg += f"; keys under `{parent or '<root>'}`: {', '.join(node)}"
         raise UserError(msg) from exc
     data["grid"]["name"] = grid
-    data["grid"]["axes"] = _flatten_axes(data["grid"].get("axes") or {})
+    data["grid"]["axes"] = flatten_keys(data["grid"].get("axes") or {})
     if data["grid"]["axes"].get("model") == "all":   # every size of the ladder in use
         data["grid"]["axes"]["model"] = list(data["ladder"]["sizes"])
         if data["model"] not in data["ladder"]["sizes"]:
@@ -257,13 +257,14 @@ def compose(grid: str, overrides: list[str] = ()) -> dict:
     return data
 
 
-def _flatten_axes(axes: dict, prefix: str = "") -> dict:
-    """``grid.axes.rl.lr=[..]`` on the command line nests; YAML may write ``rl.lr: [..]``.
-    Both mean the axis ``rl.lr``."""
+def flatten_keys(tree: dict, prefix: str = "") -> dict:
+    """Nested maps as dotted keys: ``{"rl": {"lr": [..]}}`` -> ``{"rl.lr": [..]}``. Grid axes
+    use it (``grid.axes.rl.lr=[..]`` nests, YAML may write ``rl.lr: [..]``: both mean the
+    axis ``rl.lr``), and so do verl passthrough keys."""
     flat = {}
-    for key, values in axes.items():
+    for key, values in tree.items():
         if isinstance(values, dict):
-            flat.update(_flatten_axes(values, f"{prefix}{key}."))
+            flat.update(flatten_keys(values, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = values
     return flat

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from operator import attrgetter
 
+from core import schema
 from core.config import Config, data_options
 from core.errors import ConfigError, UserError
 
@@ -26,8 +28,7 @@ def select(cfg: Config, role: str, registry=None, n: int | None = None) -> list[
     split, key, seed_offset = _ROLES[role]
     spec = (registry or default_registry()).get("datasets", cfg.data.dataset)
     if n is None:
-        n = {"data.d_rl": cfg.data.d_rl, "data.n_eval": cfg.data.n_eval, "data.d_sft": cfg.data.d_sft,
-             "reward.rm.d_rm": cfg.reward.rm.d_rm, "reward.rm.n_eval_pairs": cfg.reward.rm.n_eval_pairs}[key]
+        n = attrgetter(key)(cfg)
     try:
         return spec.factory(split=split, n=n, domains=cfg.data.domains,
                             difficulties=cfg.data.difficulties, seed=cfg.data.seed + seed_offset,
@@ -47,6 +48,14 @@ def fingerprint(records: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
+_fingerprints: dict[str, str] = {}
+
+
 def selection_fingerprint(cfg: Config) -> str:
-    """Fingerprint of the RL pool and the eval prompts together (the grid logs it as a tag)."""
-    return fingerprint(select(cfg, "train") + select(cfg, "eval"))
+    """Fingerprint of the RL pool and the eval prompts together (the grid logs it as a tag).
+    Memoised per data config: the driver checks every selection before Ray starts and tags
+    every trial's run later, and both ask for the same selections."""
+    key = json.dumps(schema.to_dict(cfg.data), sort_keys=True, default=str)
+    if key not in _fingerprints:
+        _fingerprints[key] = fingerprint(select(cfg, "train") + select(cfg, "eval"))
+    return _fingerprints[key]

@@ -163,14 +163,10 @@ def max_concurrent(cfg: Config, trials: list[tuple[dict, Config]]) -> int | None
 
 def check_data(trials: list[tuple[dict, Config]]) -> None:
     """Load every distinct data selection of the grid once, so that bad input is reported
-    before any trial starts (the loaders cache what they read)."""
+    before any trial starts (fingerprints are memoised per data config)."""
     from core.data import selection_fingerprint
-    seen = set()
     for _, t in trials:
-        key = json.dumps(schema.to_dict(t.data), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            selection_fingerprint(t)
+        selection_fingerprint(t)
 
 
 def start_rm_endpoints(cfg: Config, trials: list[tuple[dict, Config]]) -> str | None:
@@ -183,7 +179,7 @@ def start_rm_endpoints(cfg: Config, trials: list[tuple[dict, Config]]) -> str | 
         return None
     from serve.app import RMAppArgs, deploy
     from serve.rm import checkpoint_root
-    port = cfg.reward.rm.port or _free_port()
+    port = cfg.reward.rm.port or free_port()
     url = None
     for size in sorted({t.reward.rm.size for t in learned}):
         t = next(t for t in learned if t.reward.rm.size == size)
@@ -198,7 +194,8 @@ def start_rm_endpoints(cfg: Config, trials: list[tuple[dict, Config]]) -> str | 
     return url
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on the loopback right now."""
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

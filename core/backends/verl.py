@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from core.config import Config
+from core.config import Config, flatten_keys
 
 BRIDGE = Path(__file__).resolve().parents[1] / "verl_reward.py"
 
@@ -46,12 +46,6 @@ BRIDGE = Path(__file__).resolve().parents[1] / "verl_reward.py"
 def verl_config_dir() -> Path:
     import verl
     return Path(verl.__file__).resolve().parent / "trainer" / "config"
-
-
-def _flat(prefix: str, node: Any) -> list[tuple[str, Any]]:
-    if isinstance(node, dict):
-        return [kv for k, v in node.items() for kv in _flat(f"{prefix}.{k}" if prefix else k, v)]
-    return [(prefix, node)]
 
 
 def _value(v: Any) -> str:
@@ -130,7 +124,7 @@ def verl_overrides(cfg: Config, workdir: Path, experiment: str = "agentic_rl_sca
     out = [f"{k}={_value(v)}" for k, v in ov.items()]
     out += [f"+reward.custom_reward_function.reward_kwargs.{k}={_value(v)}"
             for k, v in reward_kwargs(cfg, rm_model_id).items()]
-    out += [f"++{k}={_value(v)}" for k, v in _flat("", cfg.verl)]   # add or replace
+    out += [f"++{k}={_value(v)}" for k, v in flatten_keys(cfg.verl).items()]   # add or replace
     return out
 
 
@@ -203,8 +197,14 @@ def write_data(cfg: Config, workdir: Path, log=print) -> tuple[Path, Path]:
 
 
 # --- validation dumps -> pass@k -------------------------------------------------------------------
-def parse_validation_dump(path: Path, k_max: int) -> dict[str, float]:
-    """Unbiased pass@k per domain and overall from verl's ``<step>.jsonl``.
+def read_dump(path: Path) -> list[dict]:
+    """The rows of verl's ``<step>.jsonl``, one per response."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def parse_validation_dump(path: Path, k_max: int, rows: list[dict] | None = None) -> dict[str, float]:
+    """Unbiased pass@k per domain and overall from verl's ``<step>.jsonl`` (or its ``rows``,
+    already read).
 
     Rows are one response each (``input``, ``output``, ``score`` and the bridge's extra
     fields ``acc`` and ``domain``); responses of one prompt share ``input``. A response is
@@ -213,10 +213,7 @@ def parse_validation_dump(path: Path, k_max: int) -> dict[str, float]:
     groups: dict[str, list[bool]] = defaultdict(list)
     domain_of: dict[str, str] = {}
     lengths = []
-    for line in Path(path).read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in read_dump(path) if rows is None else rows:
         value = row.get("acc", row.get("score"))
         groups[row["input"]].append(float(value) >= 0.5)
         domain_of[row["input"]] = str(row.get("domain") or row.get("data_source") or "all").split("__")[0]
@@ -287,8 +284,8 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None, log=print,
                 step = int(dump.stem)
                 if step in done or (not finished and time.time() - dump.stat().st_mtime < 5):
                     continue   # written in the background: wait until it is still for 5 s
-                metrics = parse_validation_dump(dump, cfg.eval.k_max)
-                rows = [json.loads(x) for x in dump.read_text().splitlines() if x.strip()]
+                rows = read_dump(dump)
+                metrics = parse_validation_dump(dump, cfg.eval.k_max, rows)
                 eval_flops += flop_model.forward([len(tok(r["input"] + r["output"])["input_ids"]) for r in rows])
                 metrics.update({"step": step, "compute/flops_eval": eval_flops,
                                 **train_flops(cfg, flop_model, tracking_uri, mlflow_run_id, step)})

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from core.config import load
+from core.grid import free_port
 from plugins.rewards.learned_rm import LearnedRM, RMUnavailable
 
 SMALL = ["grid.axes={}", "model=xs", "data.d_sft=2000", "sft.steps=200", "data.difficulties=[1,2]", "reward.rm.n_eval_pairs=32",
@@ -47,7 +48,7 @@ def cluster(trained):
     from serve.app import RMAppArgs, deploy
     from serve.rm import checkpoint_root
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    port = _free_port()
+    port = free_port()
     urls = {}
     for size, token in (("xs", None), ("s", "sekrit")):
         cfg = trained[size]["cfg"]
@@ -56,13 +57,6 @@ def cluster(trained):
     yield {"port": port, "urls": urls, "base": f"http://127.0.0.1:{port}"}
     serve.shutdown()
     ray.shutdown()
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _direct(path: Path, items) -> list[float]:
@@ -207,7 +201,7 @@ def test_client_retries_5xx_and_connection_errors_then_gives_up_loudly():
     finally:
         client.close()
         server.shutdown()
-    dead = LearnedRM(f"http://127.0.0.1:{_free_port()}", "xs", retries=2, backoff_s=0.01)
+    dead = LearnedRM(f"http://127.0.0.1:{free_port()}", "xs", retries=2, backoff_s=0.01)
     try:
         with pytest.raises(RMUnavailable, match="failed 3 times"):
             dead.rm_scores(["p"], ["r"])
