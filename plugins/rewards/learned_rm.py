@@ -23,7 +23,7 @@ from typing import Any
 
 from core.hookspecs import hookimpl
 from core.specs import RewardSpec
-from plugins.rewards.synthetic import Score
+from core.protocols import Score
 
 
 class RMUnavailable(RuntimeError):

@@ -12,22 +12,13 @@ correctness are scored separately:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from core.hookspecs import hookimpl
+from core.protocols import Score
 from core.specs import RewardSpec
 
 MARKER = "#"
 _ALPHABET = {"arith": r"-?\d+", "sort": r"\d+", "rev": r"[a-z]+"}
-
-
-@dataclass(frozen=True)
-class Score:
-    score: float
-    acc: float
-    format: float
-    pred: str | None
-    reason: str = ""     # why a response scored what it did (verifiers that can fail say so)
 
 
 def extract(response: str) -> str | None:
