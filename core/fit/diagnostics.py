@@ -6,7 +6,9 @@ naming the parameter where there is one:
 
 1. Points: at least ``POINTS_PER_PARAM`` (2) distinct x values per free parameter. Points
    repeated at one x (seeds of one step) count once: they average noise, they do not pin
-   the curve's shape. 4 points for 2 parameters pass.
+   the curve's shape. An x where the fitted curve does not depend on any free parameter
+   (the sigmoid at C = 0, the saturating exponential at x = 0 with y0 fixed) does not
+   count either. 4 points for 2 parameters pass.
 2. Data: y not constant (all-zero pass@1 says nothing about a curve's shape).
 3. Bounds: no free parameter at its search bound in the fit, and no free parameter's
    bootstrap interval reaching a search bound (within ``BOUND_TOL`` of the search range).
@@ -80,12 +82,25 @@ class Assessment:
 
 # ------------------------------------------------------------------ the rules
 
-def count_rule(n_distinct: int, n_free: int) -> str | None:
+def count_rule(n_distinct: int, n_free: int, uninformative: Sequence[float] = ()) -> str | None:
     need = POINTS_PER_PARAM * n_free
     if n_distinct >= need:
         return None
+    dropped = (f"; x = {', '.join(fmt(v) for v in uninformative)} not counted: the curve "
+               "there does not depend on the free parameters") if len(uninformative) else ""
     return (f"too few points: {n_distinct} distinct x for {n_free} free parameters "
-            f"(need {need})")
+            f"(need {need}){dropped}")
+
+
+def informative_x(result: FitResult) -> tuple[int, tuple[float, ...]]:
+    """How many distinct x inform the free parameters (the fitted curve's Jacobian there is
+    not zero), and the x values that do not."""
+    law, xs = get_law(result.law), np.unique(result.x)
+    with np.errstate(all="ignore"):
+        jac = law.jacobian(xs, **result.params)[:, [law.params.index(p) for p in result.free]]
+    mag = np.abs(np.nan_to_num(jac)).max(axis=1)
+    dead = mag <= 1e-12 * max(float(mag.max(initial=0.0)), 1e-300)
+    return int(np.sum(~dead)), tuple(float(v) for v in xs[dead])
 
 
 def _theta(result: FitResult, name: str, v):
@@ -102,7 +117,8 @@ def _near_bound(result: FitResult, name: str, v) -> str | None:
 def check(result: FitResult, draws: Draws, level: float = 0.9) -> tuple[str, ...]:
     """Reasons this fit is not identified (empty if it is); see the module docstring."""
     reasons = []
-    if (r := count_rule(result.n_distinct, len(result.free))) is not None:
+    n_x, dead = informative_x(result)
+    if (r := count_rule(n_x, len(result.free), dead)) is not None:
         reasons.append(r)
     if np.ptp(result.y) <= 1e-12 * max(1.0, float(np.max(np.abs(result.y)))):
         reasons.append(f"degenerate data: y is constant ({fmt(float(result.y[0]))})")

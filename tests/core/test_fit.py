@@ -140,11 +140,20 @@ def test_count_rule_counts_distinct_x_and_seeds_once():
     assert POINTS_PER_PARAM == 2
     assert count_rule(4, 2) is None                      # 4 points for 2 parameters pass
     assert count_rule(5, 3) == "too few points: 5 distinct x for 3 free parameters (need 6)"
-    steps = np.arange(0, 41, 10.0)                       # 5 evals x 2 seeds = 10 points
+    steps = np.arange(0, 41, 10.0)                       # 5 evals x 2 seeds, one at C = 0
     x, y = np.tile(steps * 1e12, 2), np.tile(0.3 + 0.1 * (1 - np.exp(-steps / 15)), 2)
     a = estimate("sigmoid", x, y + 0.003 * np.arange(10) % 2, fixed={"R0": 0.3}, n_boot=20)
-    assert not a.identified and a.reasons[0].startswith("too few points: 5 distinct x for 3")
+    assert not a.identified and a.reasons[0].startswith("too few points: 4 distinct x for 3")
     assert a.describe().startswith("not identified: too few points")
+    assert "x = 0 not counted: the curve there does not depend on the free parameters" in \
+        a.reasons[0]                                     # the sigmoid at C = 0 is R0, fixed
+    steps = np.arange(0, 51, 10.0)                       # 6 evals, the first uninformative
+    x, y = np.tile(steps * 1e12, 2), _noisy("sigmoid", np.tile(steps * 1e12, 2),
+                                            {"A": 0.5, "B": 1.5, "C_mid": 2e13, "R0": 0.3}, 0.005)
+    a = estimate("sigmoid", x, y, fixed={"R0": 0.3}, n_boot=20)
+    assert a.reasons[0].startswith("too few points: 5 distinct x for 3 free parameters (need 6)")
+    b = estimate("saturating_exp", x / 1e12, y, fixed={"y0": 0.3}, n_boot=20)
+    assert not any(r.startswith("too few") for r in b.reasons)   # 5 informative x for 2
 
 
 def test_fewer_points_than_parameters_is_not_fitted():
