@@ -87,7 +87,7 @@ def refit(prob: Problem, theta_hat: np.ndarray, y, weights, rng: np.random.Gener
     rep = 1 + n_restarts
     y_rep = y if np.ndim(y) == 1 else np.repeat(y, rep, axis=0)
     w_rep = None if weights is None else np.repeat(weights, rep, axis=0)
-    theta, cost = solve(prob, starts.reshape(-1, k), y_rep, w_rep, delta=delta)
+    theta, cost = solve(prob, starts.reshape(n_draws * rep, k), y_rep, w_rep, delta=delta)
     cost = np.where(np.isfinite(cost), cost, np.inf).reshape(n_draws, rep)
     return theta.reshape(n_draws, rep, k)[np.arange(n_draws), np.argmin(cost, axis=1)]
 

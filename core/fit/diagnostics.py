@@ -33,7 +33,7 @@ from core.fit.laws import get_law
 POINTS_PER_PARAM = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Quantity:
     """A number estimated from a fit (a parameter, or derived from the parameters) with its
     bootstrap interval and draws."""
@@ -53,7 +53,7 @@ class Quantity:
         return f"{self.name} = {self.interval}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Assessment:
     """A fit with its intervals and whether it is a result. ``fit`` is None when there
     were too few points to fit at all."""
@@ -73,6 +73,17 @@ class Assessment:
         free = [f"{p} = {i}" for p, i in self.intervals.items() if not i.fixed]
         fixed = [f"{p} = {i}" for p, i in self.intervals.items() if i.fixed]
         return ", ".join(free) + ("; " + ", ".join(fixed) if fixed else "")
+
+    def band(self, x, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise percentile band of the fitted curve at x over the bootstrap draws."""
+        if self.draws is None or self.draws.n == 0:
+            nan = np.full(np.shape(x), np.nan)
+            return nan, nan
+        law = get_law(self.law)
+        with np.errstate(all="ignore"):
+            ys = law.fn(np.asarray(x, float), *(self.draws.column(p)[:, None] for p in law.params))
+        alpha = (1 - level) / 2
+        return np.nanquantile(ys, alpha, axis=0), np.nanquantile(ys, 1 - alpha, axis=0)
 
     def quantity(self, name: str) -> Quantity:
         """A parameter as a Quantity (identified only if the whole fit is)."""
@@ -98,7 +109,7 @@ def informative_x(result: FitResult) -> tuple[int, tuple[float, ...]]:
     law, xs = get_law(result.law), np.unique(result.x)
     with np.errstate(all="ignore"):
         jac = law.jacobian(xs, **result.params)[:, [law.params.index(p) for p in result.free]]
-    mag = np.abs(np.nan_to_num(jac)).max(axis=1)
+    mag = np.abs(np.nan_to_num(jac)).max(axis=1, initial=0.0)
     dead = mag <= 1e-12 * max(float(mag.max(initial=0.0)), 1e-300)
     return int(np.sum(~dead)), tuple(float(v) for v in xs[dead])
 
@@ -226,7 +237,7 @@ def draw_ranges(result: FitResult, held: Holdout | None = None
 
 # ------------------------------------------------------------------ across model sizes
 
-def across(law: str, sizes: Sequence[float], quantities: Sequence[Quantity], *,
+def across_sizes(law: str, sizes: Sequence[float], quantities: Sequence[Quantity], *,
            fixed: dict[str, float] | None = None, n_boot: int = 200, level: float = 0.9,
            seed: int = 0, n_restarts: int = 2, huber_delta: float = np.inf) -> Assessment:
     """Fit ``law`` (e.g. ``power_n`` y = a N^b, or ``k_of_n`` K_max/(1+N0/N)) to one

@@ -159,7 +159,7 @@ def solve(prob: Problem, theta0, y, weights=None, *, delta: float = 0.05, max_it
     r, jac = _residuals(prob, theta, y)
     cost = huber_cost(r, w, delta)
     lam, nu = np.full(n_prob, 1e-3), np.full(n_prob, 2.0)
-    live = np.arange(n_prob)
+    live = np.arange(n_prob) if len(prob.free) else np.arange(0)   # all fixed: nothing to fit
     for _ in range(max_iter):
         if live.size == 0:
             break

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.fit import (LAWS, Draws, Interval, Quantity, TooFewPoints, across, bootstrap,
+from core.fit import (LAWS, Draws, Interval, Quantity, TooFewPoints, across_sizes, bootstrap,
                       bootstrap_draws, compute_to_fraction, draw_ranges, estimate, fit, get_law,
                       holdout, holdout_error, steps_to_fraction)
 from core.fit.diagnostics import POINTS_PER_PARAM, check, count_rule
@@ -205,6 +205,9 @@ def test_fixed_parameters_are_reported_as_fixed():
     assert a.identified, a.reasons
     r0 = a.intervals["R0"]
     assert r0.fixed and np.isnan(r0.low) and np.isnan(r0.high)
+    lo, hi = a.band(x[:12])
+    assert np.all(lo <= a.fit.predict(x[:12]) + 1e-9) and np.all(a.fit.predict(x[:12]) <= hi + 1e-9)
+    assert np.all(hi - lo > 0)
     line = a.describe()
     assert line.startswith("A = 0.6") and line.endswith("; R0 = 0.104 (fixed)")
     assert line.count("[") == 3
@@ -260,11 +263,11 @@ def _per_size(law, sizes, params, rel_sd, seed=0):
 def test_across_sizes_recovers_and_propagates_uncertainty():
     sizes = np.logspace(8, 11, 6)
     qs = _per_size("k_of_n", sizes, {"K_max": 0.8, "N0": 3e9}, 0.02)
-    a = across("k_of_n", sizes, qs, n_boot=100)
+    a = across_sizes("k_of_n", sizes, qs, n_boot=100)
     assert a.identified, a.reasons
     assert a.intervals["K_max"].low < 0.8 < a.intervals["K_max"].high
     noisier = _per_size("k_of_n", sizes, {"K_max": 0.8, "N0": 3e9}, 0.1)
-    wide = across("k_of_n", sizes, noisier, n_boot=100)
+    wide = across_sizes("k_of_n", sizes, noisier, n_boot=100)
     width = lambda r: r.intervals["K_max"].high - r.intervals["K_max"].low   # noqa: E731
     assert width(wide) > 2 * width(a)
 
@@ -272,14 +275,14 @@ def test_across_sizes_recovers_and_propagates_uncertainty():
 def test_across_three_or_four_sizes():
     sizes = np.array([1.5e5, 7.5e5, 4.5e6, 2e7])
     qs = _per_size("power_n", sizes, {"a": 2.0, "b": -0.1}, 0.01)
-    three = across("power_n", sizes[:3], qs[:3], n_boot=50)
+    three = across_sizes("power_n", sizes[:3], qs[:3], n_boot=50)
     assert not three.identified
     assert three.reasons[0] == "too few points: 3 distinct x for 2 free parameters (need 4)"
-    four = across("power_n", sizes, qs, n_boot=50)
+    four = across_sizes("power_n", sizes, qs, n_boot=50)
     assert four.identified, four.reasons
     assert four.intervals["b"].low < -0.1 < four.intervals["b"].high
     qs[1] = Quantity("A", Interval(0.3, np.nan, np.nan, 0.9), False, ("A at its search bound",))
-    left = across("power_n", sizes, qs, n_boot=50)
+    left = across_sizes("power_n", sizes, qs, n_boot=50)
     assert not left.identified and left.notes == ("N = 7.5e5 left out: A not identified",)
 
 
