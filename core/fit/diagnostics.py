@@ -72,7 +72,7 @@ class Assessment:
             return "not identified: " + "; ".join(self.reasons)
         free = [f"{p} = {i}" for p, i in self.intervals.items() if not i.fixed]
         fixed = [f"{p} = {i}" for p, i in self.intervals.items() if i.fixed]
-        return ", ".join(free) + ("; " + ", ".join(fixed) if fixed else "")
+        return "; ".join(", ".join(part) for part in (free, fixed) if part)
 
     def band(self, x, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise percentile band of the fitted curve at x over the bootstrap draws."""
