@@ -8,9 +8,16 @@ Layout (hub ``LLM360/guru-RL-92k`` or a folder with the same shape)::
 
 Domains: math, codegen, logic, simulation, table, stem. A record::
 
-    {"data_source": "logic__zebra_puzzle", "prompt": [{"role": "user", "content": "..."}],
-     "ability": "logic", "reward_model": {"style": "rule", "ground_truth": ...},
+    {"data_source": "logic__zebra_puzzle_dataset", "prompt": [{"role": "user", "content": "..."}],
+     "ability": "logical_reasoning", "reward_model": {"style": "rule", "ground_truth": ...},
      "extra_info": {...}, "qwen2.5_7b_pass_rate": 0.62, "qwen3_30b_pass_rate": 0.81}
+
+``data_source`` is what the verifier dispatches on (``plugins.rewards.guru.domain_of``) and
+is not always ``{domain}__{file source}``: Reasoning360's WebInstruct rows (``stem__web``
+file) say ``stem_web`` and carry no ``reward_model.style``; the ARC files
+(``logic__arcagi1/2``, ``logic__barc``) may say ``simulation__arcagi1`` / ``simulation__barc``;
+the puzzle files say ``logic__zebra_puzzle_dataset`` and the like. A row is valid when its
+``data_source`` belongs to its file's domain; ``extra_info["source"]`` is the file's source.
 
 The compressed variant (``LLM360/guru-RL-92k-extra-info-compressed``) keeps one schema across
 files by storing ``extra_info`` / ``reward_model`` as strings: plain JSON, or JSON that is
@@ -53,6 +60,7 @@ from core.errors import UserError
 from core.grading import UNGRADED, difficulty_level
 from core.hookspecs import hookimpl
 from core.specs import DatasetSpec
+from plugins.rewards.guru import DATA_SOURCE_PREFIXES, domain_of
 
 HUB_ID = "LLM360/guru-RL-92k"
 DOMAINS = ("math", "codegen", "logic", "simulation", "table", "stem")
@@ -117,7 +125,14 @@ def decode_field(value):
     raise ValueError("not JSON, nor base64 of zlib/gzip-compressed JSON")
 
 
-def _check_row(row: dict, domain: str) -> tuple[dict | None, list[str]]:
+def _row_domain(data_source) -> str | None:
+    try:
+        return domain_of(data_source) if isinstance(data_source, str) else None
+    except ValueError:
+        return None
+
+
+def _check_row(row: dict, domain: str, source: str | None = None) -> tuple[dict | None, list[str]]:
     """The cleaned record, or None and the problems (field: expected ..., got ...)."""
     errs: list[str] = []
 
@@ -125,8 +140,10 @@ def _check_row(row: dict, domain: str) -> tuple[dict | None, list[str]]:
         errs.append(f"field {field}: expected {expected}, got {str(got)[:60]!r}")
 
     ds = row.get("data_source")
-    if not isinstance(ds, str) or not ds.startswith(domain + "__"):
-        bad("data_source", f"a string starting with '{domain}__'", ds)
+    if _row_domain(ds) != domain:
+        bad("data_source", f"a data source the {domain} verifier scores ('{domain}__...'"
+            + (", 'stem_web'" if domain == "stem" else ", 'simulation__arcagi1'" if domain == "logic" else "")
+            + ")", ds)
     prompt = row.get("prompt")
     if (not isinstance(prompt, list) or not prompt or not all(
             isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
@@ -148,8 +165,8 @@ def _check_row(row: dict, domain: str) -> tuple[dict | None, list[str]]:
     elif not isinstance(rm, dict) or rm.get("ground_truth") in (None, ""):
         bad("reward_model.ground_truth", "a non-empty value",
             rm.get("ground_truth") if isinstance(rm, dict) else rm)
-    elif not isinstance(rm.get("style"), str):
-        bad("reward_model.style", "a string such as 'rule'", rm.get("style"))
+    elif rm.get("style") is not None and not isinstance(rm.get("style"), str):
+        bad("reward_model.style", "a string such as 'rule' (or no style)", rm.get("style"))
     extra = fields["extra_info"]
     if extra is None:
         extra = {}
@@ -168,15 +185,16 @@ def _check_row(row: dict, domain: str) -> tuple[dict | None, list[str]]:
         return None, errs
     rate = next((rates[c] for c in PASS_RATE_COLUMNS if c in rates), None)
     extra = dict(extra)
-    extra.update(domain=domain, source=ds.split("__", 1)[1], pass_rate=rate,
+    extra.update(domain=domain, source=source or ds.split("__", 1)[-1], pass_rate=rate,
                  pass_rate_source=next((c for c in PASS_RATE_COLUMNS if c in rates), None),
                  difficulty=difficulty_level(rate))
     return {"data_source": ds, "prompt": [{"role": m["role"], "content": m["content"]} for m in prompt],
-            "ability": row["ability"], "reward_model": {"style": rm["style"], "ground_truth": rm["ground_truth"]},
+            "ability": row["ability"], "reward_model": {"style": rm.get("style") or "rule",
+                                                        "ground_truth": rm["ground_truth"]},
             "extra_info": extra}, []
 
 
-def read_file(path: Path, domain: str) -> tuple[list[dict], list[str]]:
+def read_file(path: Path, domain: str, source: str | None = None) -> tuple[list[dict], list[str]]:
     """Valid records and one message per bad row (file, row, field, expectation)."""
     import pyarrow.parquet as pq
     try:
@@ -185,7 +203,7 @@ def read_file(path: Path, domain: str) -> tuple[list[dict], list[str]]:
         raise GuruDataError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from exc
     records, problems = [], []
     for i, row in enumerate(rows):
-        rec, errs = _check_row(row, domain)
+        rec, errs = _check_row(row, domain, source)
         if rec is None:
             problems += [f"{path.name}: row {i}: {e}" for e in errs]
         else:
@@ -208,8 +226,8 @@ def _pools(root: str, domains: tuple[str, ...], sources: tuple[str, ...],
     pools: dict[str, list[dict]] = {"train": [], "eval": []}
     eval_domains = set()
     for split, folder in FOLDERS.items():
-        for f, domain, _ in data_files(rootp, folder, domains, sources):
-            recs, bad = read_file(f, domain)
+        for f, domain, source in data_files(rootp, folder, domains, sources):
+            recs, bad = read_file(f, domain, source)
             problems += bad
             for r in recs:
                 r["extra_info"]["split"] = split
@@ -285,5 +303,5 @@ def agentic_rl_datasets():
     yield DatasetSpec(
         name="guru", factory=load, domains=DOMAINS, splits=SPLITS,
         options=("path", "sources", "skip_bad_rows"), worked_examples=False,
-        data_sources=tuple(d + "__" for d in DOMAINS),
+        data_sources=DATA_SOURCE_PREFIXES,
         description="Guru-RL-92k (LLM360): math, codegen, logic, simulation, table, stem; hub id or folder")

@@ -1,30 +1,67 @@
-"""Rule verifiers for Guru-RL-92k's six domains, dispatched by ``data_source`` prefix.
+"""Rule verifiers for Guru-RL-92k's six domains, dispatched by ``data_source``.
 
-``data_source`` is ``{domain}__{source}`` (``math__combined``, ``codegen__taco``,
-``logic__zebra_puzzle``, ...). What each domain checks:
+``data_source`` is mostly ``{domain}__{source}`` (``math__combined``, ``codegen__taco``,
+``logic__zebra_puzzle_dataset``, ...), as Reasoning360's preprocessing writes it, with two
+exceptions that ``domain_of`` maps: WebInstruct rows say ``stem_web`` (domain stem), and
+the ARC rows (files ``logic__arcagi1/2``, ``logic__barc``) may say ``simulation__arcagi1``
+or ``simulation__barc`` (Reasoning360 scores those as logic grids; so do we).
 
-- ``math``: the last ``\\boxed{...}`` against the ground truth with ``math-verify``
-  (symbolic and numeric equivalence). math-verify's timeouts use ``signal.alarm``, which
-  fails outside a main thread (verl runs scorers in threads), so every check runs in a
-  worker *process* of a pool, where it is the main thread; a worker that does not answer in
-  time (``2 x timeout_s`` per check, +10 s) is killed and its checks score 0 ("timed out").
-- ``codegen``: the last fenced Python block runs in the sandbox (``sandbox.py``) against
-  the record's tests, a JSON string with either ``{"functional": test_code}`` (the program
-  passes when solution + test code exits 0) or ``{"inputs": [...], "outputs": [...]}``
-  (stdin -> stdout, compared line by line after trimming whitespace). All tests must pass.
-- ``logic``: the last ``<answer>...</answer>`` parsed as JSON or a Python literal and compared
-  with the ground truth after normalisation (strings lower-cased and trimmed, numbers as
-  floats): zebra puzzles (``{"header", "rows"}``: every cell), ordering puzzles (a list),
-  graph and ARC puzzles (a string or a grid).
-- ``simulation`` (CodeIO: predict a program's output or input): the answer (``<answer>``,
-  a fenced ``json`` block or ``\\boxed{}``) parsed as JSON and compared with the expected
-  value, floats within 1e-6.
-- ``table``: the boxed answer against the ground truth (one value or a list): numbers within
-  a relative 1e-3 (``45%`` equals ``0.45``), other strings normalised (case, ``$``,
-  ``\\text{}``, trailing period).
-- ``stem``: the boxed answer by normalised string match, then math-verify. An LLM judge over
-  an OpenAI-compatible ``/v1/chat/completions`` URL (``judge_url``) is asked only when both
-  fail; it is off by default.
+Where the answer is: only after the last ``</think>``. A response with ``<think>`` and no
+``</think>`` never finished thinking and has no answer (format 0); decoy answers inside the
+thinking are never read. What each domain checks (the forms the Guru prompts ask for):
+
+- ``math`` (prompt: "output the final answer within \\boxed{}"): the last ``\\boxed{}``
+  against the ground truth with ``math-verify`` (symbolic and numeric equivalence; ``0.5``
+  is not ``50``); a percent sign on one side only is dropped. math-verify's timeouts use
+  ``signal.alarm``, which fails outside a main thread (verl runs scorers in threads), so
+  every check runs in a worker *process* of a pool, where it is the main thread; a worker
+  that does not answer in time (``2 x timeout_s`` per check, +10 s) is killed and its checks
+  score 0 ("timed out").
+- ``codegen`` (prompts ask for a ```` ```python ```` block): the last ```` ```python ````
+  block (else the last block without a language) runs in the sandbox (``sandbox.py``)
+  against the record's tests, a JSON string with either
+  ``{"inputs": [...], "outputs": [...]}`` (stdin -> stdout per test, compared token by
+  token: numbers within 1e-6, ``yes``/``no`` in any case) or ``{"functional": test_code}``
+  (LeetCode, TACO / PrimeIntellect function calls, LiveCodeBench; for LeetCode the record's
+  ``extra_info["prefix"]`` - imports, ``ListNode``, ``TreeNode``, helpers - comes first).
+  Function tests run in the trusted harness (``_harness.py``): the answer runs in its own
+  process and answers calls with data only, so nothing it does (exit, atexit, excepthooks,
+  patched builtins, printed markers, killed parents, threads, introspection, ``__eq__``
+  that always says True) can make failing tests pass; the harness proves a pass with a
+  per-run nonce the answer never sees. All tests must pass.
+- ``logic`` (prompts ask for ``<answer>...</answer>``): the last tag, read leniently (JSON,
+  a Python literal, or the structure found inside prose):
+  zebra puzzles (``{"header", "rows"}``): every cell, case-, space- and hyphen-insensitive,
+  columns matched by header and rows by position when the answer has a header; ordering
+  puzzles: the list in order, case-insensitive, quoted or not (``[Emma, Liam]``); graph
+  puzzles: the one word, case-insensitive; ARC / BARC: the integer grid exactly.
+- ``simulation`` (CodeIO; the prompt asks for ``"output": <value>`` or
+  ``"input": {...}`` inside ``\\boxed{}`` and also for a ```` ```json ```` block): the last
+  of those (or an ``<answer>`` tag) that parses, with or without the key and the braces
+  around it, against the ground truth ``"output": <json>`` / ``"input": {...}``; the wrong
+  key scores 0; JSON-looking strings and ``"true"``/``"false"`` compare as the values they
+  spell (as Reasoning360 does), floats within 1e-6. An input prediction is compared with
+  the reference input, so a different input that also works scores 0 (the record carries
+  no code to run).
+- ``table`` (HiTab / MultiHierTT: "output the final answer within \\boxed{}. If there are
+  multiple answers, please output them separated by |"): numbers within a relative 1e-3
+  after ``$``, ``\\$``, thousands separators and trailing unit words are dropped; ``45%``
+  equals ``45`` and ``0.45`` (a ``%`` on one side only), but ``0.45`` is not ``45``; other
+  strings normalised (case, ``\\text{}``, spacing, trailing period). Several answers
+  (ground truth ``a|b|c``) match in any order, separated by ``|`` (or ``;`` or ``,``).
+- ``stem`` (WebInstruct: "output the final answer within \\boxed{}"): the last
+  ``\\boxed{}`` matches when the normalised strings are equal; else, when both are one
+  number with an optional unit (``2.5\\ \\text{m/s}^2``, ``6.02e23`` = ``6.02 \\times
+  10^{23}``, ``-0.75\\,\\text{V}``, ``30^\\circ``), when the numbers agree to the precision
+  written (``_answers.close_enough``) and the units agree up to an SI prefix (a unit
+  missing on one side is accepted); else math-verify. An LLM judge over an
+  OpenAI-compatible ``/v1/chat/completions`` URL (``judge_url``) is asked only when the
+  rules fail; it is off by default.
+
+Where Reasoning360's own scorers are wrong we stay right: they read answers inside
+``<think>``, take CodeIO's first code block, compare zebra cells and people's names in
+ordering puzzles case-sensitively, accept ``50`` for ``0.5`` in math, and ``eval`` table
+answers; a codegen answer there can pass by exiting with status 0.
 
 Every response gets ``format`` (an answer in the expected form was found) and ``acc``
 (correct) separately, and a ``reason``; a malformed response scores 0, never raises.
@@ -33,81 +70,65 @@ in the sandbox's pool, both at once).
 """
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
+import secrets
 import threading
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.hookspecs import hookimpl
-from core.specs import RewardSpec
 from core.protocols import Score
+from core.specs import RewardSpec
+from plugins.rewards._answers import (answer_tags, as_plain, boxed_all, fenced_blocks, final_text,
+                                      last_answer_tag, literal_spans, loose_list, match_multiset,
+                                      norm_text, parse_literal, quantity, same_quantity,
+                                      split_items, strip_latex)
+from plugins.rewards._answers import last_boxed  # noqa: F401  (re-exported)
 
 DOMAINS = ("math", "codegen", "logic", "simulation", "table", "stem")
+DATA_SOURCE_PREFIXES = tuple(d + "__" for d in DOMAINS) + ("stem_",)
+HARNESS = Path(__file__).with_name("_harness.py")
 
 
 def domain_of(data_source: str) -> str:
-    prefix = data_source.split("__", 1)[0]
-    if prefix not in DOMAINS:
-        raise ValueError(f"guru verifier cannot score data_source {data_source!r}: its prefix "
-                         f"{prefix!r} is not one of {', '.join(DOMAINS)}")
-    return prefix
+    """The verifier domain of a ``data_source``: its ``{domain}__`` prefix, ``stem_web`` ->
+    stem, ``simulation__arcagi*`` / ``simulation__barc*`` -> logic (ARC grids)."""
+    ds = str(data_source)
+    prefix = ds.split("__", 1)[0]
+    if prefix == "simulation" and re.match(r"simulation__(arcagi|barc)", ds):
+        return "logic"
+    if prefix in DOMAINS:
+        return prefix
+    if ds.startswith("stem_"):
+        return "stem"
+    raise ValueError(f"guru verifier cannot score data_source {data_source!r}: its prefix "
+                     f"{prefix!r} is not one of {', '.join(DOMAINS)} (or stem_web)")
 
 
-# --- answer extraction -------------------------------------------------------------------
+# --- kept for callers: values ---------------------------------------------------------------------
 def strip_thinking(text: str) -> str:
     return text.rsplit("</think>", 1)[1] if "</think>" in text else text
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth = 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j].strip()
-    return None
-
-
-def answer_tag(text: str) -> str | None:
-    found = re.findall(r"<answer>(.*?)</answer>", text, flags=re.DOTALL)
-    return found[-1].strip() if found else None
-
-
-def fenced_block(text: str, langs: Sequence[str]) -> str | None:
-    """The last fenced block whose language is one of ``langs`` ("" = no language given)."""
-    blocks = re.findall(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", text, flags=re.DOTALL)
-    chosen = [body for lang, body in blocks if lang.lower() in langs]
-    return chosen[-1] if chosen else None
 
 
 def parse_value(text: Any) -> Any:
     """A ground truth or an answer as data: JSON, then a Python literal, else the string."""
     if hasattr(text, "tolist"):             # numpy arrays from parquet
-        return text.tolist()
+        return as_plain(text)
     if not isinstance(text, str):
         return text
-    s = text.strip()
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(s)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return s
+    ok, value = parse_literal(text)
+    return value if ok else text.strip()
 
 
 def normalise(value: Any) -> Any:
     """Case- and whitespace-insensitive strings, numbers as floats, tuples as lists."""
-    value = parse_value(value) if hasattr(value, "tolist") else value
+    value = as_plain(value)
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
@@ -126,10 +147,12 @@ def normalise(value: Any) -> Any:
 
 
 def close(a: Any, b: Any, tol: float = 1e-6) -> bool:
-    """Structural equality with float tolerance (for CodeIO outputs)."""
+    """Structural equality with float tolerance (CodeIO values)."""
     if isinstance(a, bool) or isinstance(b, bool):
-        return a == b
+        return a is b if isinstance(a, bool) and isinstance(b, bool) else False
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+            return True
         return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
@@ -151,114 +174,290 @@ class Plan:
     verdict: tuple[bool, str] = (False, "")
 
 
-def _no_answer(what: str) -> Plan:
-    return Plan(None, 0.0, verdict=(False, f"no {what} found"))
+def _no_answer(what: str, why: str = "") -> Plan:
+    return Plan(None, 0.0, verdict=(False, why or f"no {what} found after the thinking"))
+
+
+def _done(pred: Any, ok: bool, yes: str, no: str, fmt: float = 1.0) -> Plan:
+    return Plan(None if pred is None else str(pred), fmt, verdict=(ok, yes if ok else no))
+
+
+def _text(value: Any) -> str:
+    value = as_plain(value)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# math ---------------------------------------------------------------------------------------------
+def _pct(s: str) -> bool:
+    return bool(re.search(r"\\?%\s*\}?\s*$", s))
+
+
+def _drop_pct(s: str) -> str:
+    return re.sub(r"\\?%(\s*\}?)\s*$", r"\1", s).strip()
 
 
 def plan_math(response: str, gt: Any, extra: dict, judge=None) -> Plan:
-    pred = last_boxed(strip_thinking(response))
+    text, why = final_text(response)
+    pred = last_boxed(text) if text is not None else None
     if pred is None:
-        return _no_answer("\\boxed{} answer")
-    gold = str(parse_value(gt) if not isinstance(gt, str) else gt)
-    return Plan(pred, 1.0, math=[(gold, pred)],
-                finish=lambda m, _: m[0])
+        return _no_answer("\\boxed{} answer", why)
+    gold = _text(gt).strip()
+    if _pct(gold) != _pct(pred):          # "50\%" against "50": the number is the answer
+        gold, pred_cmp = _drop_pct(gold), _drop_pct(pred)
+    else:
+        pred_cmp = pred
+    return Plan(pred, 1.0, math=[(gold, pred_cmp)], finish=lambda m, _: m[0])
+
+
+# stem ---------------------------------------------------------------------------------------------
+def _compact(s: str) -> str:
+    """Text for a string comparison: LaTeX wrappers, spacing, case and subscripts gone
+    (``\\text{H}_2\\text{O}`` = ``H2O``); powers kept (``10^2`` is not ``102``)."""
+    s = norm_text(s)
+    return re.sub(r"[\s{}]|_", "", s)
 
 
 def plan_stem(response: str, gt: Any, extra: dict, judge=None) -> Plan:
-    text = strip_thinking(response)
+    text, why = final_text(response)
+    if text is None:
+        return _no_answer("\\boxed{} answer", why)
     pred = last_boxed(text)
     if pred is None:
-        pred = answer_tag(text)
+        pred = last_answer_tag(text)
     if pred is None:
-        return _no_answer("\\boxed{} or <answer> answer")
-    gold = str(gt)
-    if normalise(_clean_tex(pred)) == normalise(_clean_tex(gold)):
-        return Plan(pred, 1.0, verdict=(True, "answer matches"))
+        return _no_answer("\\boxed{} answer")
+    gold = _text(gt).strip()
+    question = extra.get("question") or extra.get("prompt") or ""
 
-    def finish(m, _):
-        ok, reason = m[0]
+    def ask_judge(ok: bool, reason: str) -> tuple[bool, str]:
         if ok or judge is None:
             return ok, reason
-        return judge(extra.get("question") or extra.get("prompt") or "", gold, pred)
-    return Plan(pred, 1.0, math=[(gold, pred)], finish=finish)
+        return judge(question, gold, pred)
+    if _compact(pred) == _compact(gold):
+        return Plan(pred, 1.0, verdict=(True, "answer matches"))
+    qp, qg = quantity(pred), quantity(gold)
+    if qp is not None and qg is not None:
+        ok = same_quantity(qp, qg)
+        reason = "number matches" if ok else (
+            "units differ" if qp.unit and qg.unit and not same_quantity(qp._replace(unit=""), qg._replace(unit=""))
+            and qp.unit != qg.unit else "wrong number")
+        if ok or judge is None:
+            return Plan(pred, 1.0, verdict=(ok, reason))
+        return Plan(pred, 1.0, finish=lambda m, _: ask_judge(False, reason))
+    return Plan(pred, 1.0, math=[(strip_latex(gold), strip_latex(pred))],
+                finish=lambda m, _: ask_judge(*m[0]))
 
 
-def _clean_tex(s: str) -> str:
-    s = re.sub(r"\\text\{([^}]*)\}", r"\1", s)
-    s = s.replace("\\%", "%").replace("$", "").replace("\\,", "").replace("\\!", "")
-    return s.strip().rstrip(".").strip()
-
-
-def _as_number(s: str) -> tuple[float, bool] | None:
-    t = _clean_tex(s).replace(",", "").replace(" ", "")
-    pct = t.endswith("%")
-    try:
-        return float(t.rstrip("%")), pct
-    except ValueError:
-        return None
-
-
+# table --------------------------------------------------------------------------------------------
 def table_equal(pred: str, gold: str) -> bool:
-    p, g = _as_number(pred), _as_number(gold)
+    """One table answer: numbers within a relative 1e-3 (``%`` on one side only: a
+    percentage and its fraction are equal), else normalised strings."""
+    p, g = quantity(pred, strict_units=False), quantity(gold, strict_units=False)
     if p is not None and g is not None:
-        (pv, pp), (gv, gp) = p, g
-        candidates = [pv] + ([pv / 100] if pp and not gp else []) + ([pv * 100] if gp and not pp else [])
-        return any(math.isclose(c, gv, rel_tol=1e-3, abs_tol=1e-9) for c in candidates)
-    return normalise(_clean_tex(pred)) == normalise(_clean_tex(gold))
-
-
-def _match_all(parts: list[str], gold: list[str]) -> bool:
-    left = list(parts)
-    for g in gold:
-        hit = next((i for i, p in enumerate(left) if table_equal(p, g)), None)
-        if hit is None:
-            return False
-        left.pop(hit)
-    return not left
+        return same_quantity(p, g, rel=1e-3)
+    return norm_text(pred) == norm_text(gold)
 
 
 def plan_table(response: str, gt: Any, extra: dict, judge=None) -> Plan:
-    pred = last_boxed(strip_thinking(response))
+    text, why = final_text(response)
+    pred = last_boxed(text) if text is not None else None
     if pred is None:
-        return _no_answer("\\boxed{} answer")
-    gold = parse_value(gt)
-    if isinstance(gold, list):     # several answers, in any order
-        parts = [p for p in re.split(r"\s*[,|;]\s*", pred) if p]
-        ok = _match_all(parts, [str(g) for g in gold])
+        return _no_answer("\\boxed{} answer", why)
+    gold = as_plain(parse_value(gt) if not isinstance(gt, str) else gt)
+    golds = [str(g) for g in gold] if isinstance(gold, list) else [p.strip() for p in str(gold).split("|")]
+    golds = [g for g in golds if g] or [str(gold)]
+    if len(golds) > 1:        # several answers, in any order
+        ok = match_multiset(split_items(strip_latex(pred), len(golds)), golds, table_equal)
     else:
-        ok = table_equal(pred, str(gold))
-    return Plan(pred, 1.0, verdict=(ok, "answer matches" if ok else "wrong answer"))
+        ok = table_equal(pred, golds[0])
+    return _done(pred, ok, "answer matches", "wrong answer")
 
 
-def plan_logic(response: str, gt: Any, extra: dict, judge=None) -> Plan:
-    pred = answer_tag(strip_thinking(response))
+# logic --------------------------------------------------------------------------------------------
+def _cell(v: Any) -> str:
+    s = norm_text(v)
+    s = re.sub(r"[\s_-]+", " ", s)
+    try:
+        f = float(s)
+        return str(int(f)) if f.is_integer() else repr(f)
+    except ValueError:
+        return s
+
+
+def zebra_equal(ans: Any, gold: dict) -> tuple[bool, str]:
+    """A zebra grid: every cell. With a header, columns are matched by name and rows by
+    the first column (the position); without one, cell by cell in order."""
+    g_head = [_cell(h) for h in gold.get("header") or []]
+    g_rows = [[_cell(c) for c in row] for row in gold.get("rows") or []]
+    if isinstance(ans, dict):
+        a_head = ans.get("header")
+        a_rows = ans.get("rows")
+    else:
+        a_head, a_rows = None, ans
+    if not (isinstance(a_rows, list) and all(isinstance(r, list) for r in a_rows)):
+        return False, "no grid (rows) in <answer>"
+    a_rows = [[_cell(c) for c in row] for row in a_rows]
+    if isinstance(a_head, list) and g_head and sorted(_cell(h) for h in a_head) == sorted(g_head):
+        idx = [[_cell(h) for h in a_head].index(h) for h in g_head]
+        if any(len(r) != len(a_head) for r in a_rows):
+            return False, "ragged grid"
+        a_rows = [[r[i] for i in idx] for r in a_rows]
+        key = lambda rows: sorted(rows)          # noqa: E731  rows keyed by position (column 0)
+        return (key(a_rows) == key(g_rows) and len({r[0] for r in a_rows}) == len(a_rows)), "grid"
+    return a_rows == g_rows, "grid"
+
+
+def _grid(text: str) -> list | None:
+    """An integer grid inside the tag: a (nested) list literal, or rows of integers."""
+    for value in reversed(literal_spans(text, "[")):
+        if isinstance(value, list) and value and all(isinstance(r, list) for r in value):
+            try:
+                return [[int(c) if isinstance(c, (int, str)) and str(c).strip().lstrip("-").isdigit() else None
+                         for c in r] for r in value]
+            except (TypeError, ValueError):
+                return None
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if lines and all(re.fullmatch(r"-?\d+(?:[ ,]+-?\d+)*", ln) for ln in lines):
+        return [[int(x) for x in re.split(r"[ ,]+", ln)] for ln in lines]
+    return None
+
+
+def logic_kind(data_source: str, gold: Any) -> str:
+    ds = data_source.lower()
+    for key, kind in (("zebra", "zebra"), ("ordering", "ordering"), ("graph", "graph"),
+                      ("arcagi", "grid"), ("barc", "grid")):
+        if key in ds:
+            return kind
+    if isinstance(gold, dict) and "rows" in gold:
+        return "zebra"
+    if isinstance(gold, list) and gold and all(isinstance(r, list) for r in gold):
+        return "grid"
+    if isinstance(gold, list):
+        return "ordering"
+    return "graph" if isinstance(gold, str) and re.fullmatch(r"[A-Za-z]+", gold.strip()) else "value"
+
+
+def plan_logic(response: str, gt: Any, extra: dict, judge=None, data_source: str = "") -> Plan:
+    text, why = final_text(response)
+    pred = last_answer_tag(text) if text is not None else None
     if pred is None:
-        return _no_answer("<answer>...</answer>")
-    got, want = parse_value(pred), parse_value(gt)
-    if isinstance(want, dict) and "rows" in want:          # zebra puzzle: compare the grid
-        rows = got.get("rows") if isinstance(got, dict) else got
-        ok = normalise(rows) == normalise(want["rows"])
-        return Plan(pred, float(isinstance(rows, list)), verdict=(ok, "grid matches" if ok else "wrong grid"))
-    ok = normalise(got) == normalise(want)
-    return Plan(pred, 1.0, verdict=(ok, "answer matches" if ok else "wrong answer"))
+        return _no_answer("<answer>...</answer>", why)
+    gold = as_plain(parse_value(gt))
+    kind = logic_kind(data_source, gold)
+    if kind == "zebra":
+        ok_parse, ans = parse_literal(pred)
+        if not ok_parse or not isinstance(ans, (dict, list)):
+            dicts = [d for d in literal_spans(pred, "{") if isinstance(d, dict)]
+            ans = dicts[-1] if dicts else None
+        if ans is None or not isinstance(gold, dict):
+            return _done(pred, False, "", "no grid in <answer>", fmt=0.0)
+        ok, what = zebra_equal(ans, gold)
+        return _done(pred, ok, "grid matches", "wrong grid" if what == "grid" else what,
+                     fmt=1.0 if what == "grid" else 0.0)
+    if kind == "grid":
+        grid = _grid(pred)
+        if grid is None:
+            return _done(pred, False, "", "no grid (2d array) in <answer>", fmt=0.0)
+        want = [[int(c) for c in r] for r in gold] if isinstance(gold, list) else None
+        return _done(pred, grid == want, "grid matches", "wrong grid")
+    if kind == "ordering":
+        items = loose_list(pred)
+        if not items or not isinstance(gold, list):
+            return _done(pred, False, "", "no list in <answer>", fmt=0.0)
+        ok = [_cell(x) for x in items] == [_cell(x) for x in gold]
+        return _done(pred, ok, "order matches", "wrong order")
+    if kind == "graph":
+        word = _cell(pred)
+        m = re.fullmatch(r"(?:the\s+)?(?:next\s+step|answer|trait)\s+is\s*:?\s*([a-z]+)|[a-z]+\s+is\s+([a-z]+)", word)
+        if m:
+            word = m.group(1) or m.group(2)
+        return _done(pred, word == _cell(gold), "answer matches", "wrong answer")
+    got = parse_value(pred)
+    ok = normalise(got) == normalise(gold)
+    return _done(pred, ok, "answer matches", "wrong answer")
+
+
+# simulation (CodeIO) ----------------------------------------------------------------------------
+def _keyed(text: str) -> tuple[bool, Any]:
+    """A CodeIO value as written: ``"output": 5``, ``{"input": {...}}``, ``output: [1]``,
+    a bare value, or JSON inside prose."""
+    s = text.strip().strip("`").strip()
+    s = re.sub(r"^(?:json|python)\s*\n", "", s)
+    m = re.match(r"^[\"']?(input|output)[\"']?\s*:", s)
+    if m:
+        s = "{\"" + m.group(1) + "\":" + s[m.end():] + "}"
+    ok, value = parse_literal(s)
+    if ok:
+        return True, value
+    spans = literal_spans(s, "{")
+    return (True, spans[-1]) if spans else (False, None)
+
+
+def _codeio_norm(v: Any) -> Any:
+    """As Reasoning360 compares CodeIO values: strings that spell JSON arrays/objects or
+    true/false are those values."""
+    if isinstance(v, str):
+        s = v.strip()
+        if (s[:1], s[-1:]) in (("[", "]"), ("{", "}")):
+            try:
+                return _codeio_norm(json.loads(s))
+            except ValueError:
+                pass
+        if s.lower() in ("true", "false"):
+            return s.lower() == "true"
+        return v
+    if isinstance(v, list):
+        return [_codeio_norm(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _codeio_norm(x) for k, x in v.items()}
+    return v
+
+
+def codeio_gold(gt: Any) -> tuple[str | None, Any]:
+    """``"output": <json>`` / ``"input": {...}`` (no outer braces, as Reasoning360 writes
+    it), the same wrapped in braces, or a bare value: (key or None, value)."""
+    if isinstance(gt, str):
+        ok, value = _keyed(gt)
+        if not ok:
+            return None, gt
+    else:
+        value = as_plain(gt)
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("input", "output"):
+        key = next(iter(value))
+        return key, value[key]
+    return None, value
 
 
 def plan_simulation(response: str, gt: Any, extra: dict, judge=None) -> Plan:
-    text = strip_thinking(response)
-    pred = answer_tag(text) or fenced_block(text, ("json",)) or last_boxed(text)
-    if pred is None:
-        return _no_answer("<answer>, ```json``` or \\boxed{} answer")
-    got, want = parse_value(pred), parse_value(gt)
-    for key in ("output", "input"):   # CodeIO wraps the value as {"output": ...}
-        if isinstance(want, dict) and set(want) == {key} and not (isinstance(got, dict) and key in got):
-            want = want[key]
-        if isinstance(got, dict) and set(got) == {key} and not isinstance(want, dict):
-            got = got[key]
-    ok = close(got, want)
-    return Plan(pred, 1.0, verdict=(ok, "value matches" if ok else "wrong value"))
+    text, why = final_text(response)
+    if text is None:
+        return _no_answer("answer", why)
+    found = [(pos, body) for pos, body in boxed_all(text)]
+    found += [(pos, body) for pos, lang, body in fenced_blocks(text) if lang in ("json", "", "python", "py")]
+    found += answer_tags(text)
+    key, want = codeio_gold(gt)
+    for _, body in sorted(found, key=lambda x: x[0], reverse=True):   # the last that parses
+        ok, got = _keyed(body)
+        if not ok:
+            continue
+        if isinstance(got, dict) and key is not None:
+            other = "input" if key == "output" else "output"
+            if key in got and (len(got) == 1 or not isinstance(want, dict) or key not in want):
+                got = got[key]
+            elif set(got) == {other}:
+                return _done(body, False, "", f"answered {other!r}, the question asks for {key!r}")
+        ok = close(_codeio_norm(got), _codeio_norm(want))
+        return _done(body, ok, "value matches", "wrong value")
+    return _no_answer("\\boxed{\"output\": ...}, ```json``` or <answer> answer that parses")
+
+
+# codegen ------------------------------------------------------------------------------------------
+_YESNO = {"yes", "no"}
 
 
 def _same_output(out: str, expected: str) -> bool:
+    """stdout against the expected output: line by line after trimming, else token by
+    token with numbers within 1e-6 and ``yes``/``no`` in any case."""
     a = [line.rstrip() for line in out.strip().splitlines()]
     b = [line.rstrip() for line in str(expected).strip().splitlines()]
     if a == b:
@@ -266,28 +465,77 @@ def _same_output(out: str, expected: str) -> bool:
     ta, tb = " ".join(a).split(), " ".join(b).split()
     if len(ta) != len(tb):
         return False
-    try:
-        return all(x == y or math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-6)
-                   for x, y in zip(ta, tb))
-    except ValueError:
-        return False
+    for x, y in zip(ta, tb):
+        if x == y or (x.lower() == y.lower() and y.lower() in _YESNO):
+            continue
+        try:
+            if not math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-6):
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def answer_code(text: str) -> str | None:
+    """The last ```` ```python ```` (``py``, ``python3``) block, else the last block
+    without a language."""
+    blocks = fenced_blocks(text)
+    for langs in (("python", "py", "python3"), ("",)):
+        chosen = [body for _, lang, body in blocks if lang in langs]
+        if chosen:
+            return chosen[-1]
+    return None
+
+
+def _harness_source() -> str:
+    global _HARNESS_SRC
+    if _HARNESS_SRC is None:
+        _HARNESS_SRC = HARNESS.read_text()
+    return _HARNESS_SRC
+
+
+_HARNESS_SRC: str | None = None
+
+
+def functional_program(code: str, tests: str, prefix: str = "") -> tuple[str, str, str]:
+    """(program, stdin, nonce) that runs function tests in the trusted harness."""
+    nonce = secrets.token_hex(16)
+    payload = json.dumps({"nonce": nonce, "prefix": prefix, "solution": code, "tests": tests})
+    return _harness_source(), payload, nonce
+
+
+def harness_verdict(result, nonce: str) -> tuple[bool, str]:
+    """Pass only on the harness's own ``<nonce> PASS`` line and a clean exit."""
+    lines = result.stdout.strip().splitlines()
+    last = lines[-1].strip() if lines else ""
+    if last == f"{nonce} PASS" and result.ok:
+        return True, "tests pass"
+    if last.startswith(f"{nonce} FAIL"):
+        return False, last[len(nonce) + 5:].strip() or "tests fail"
+    return False, f"the test harness did not finish: {result.reason}"
 
 
 def plan_codegen(response: str, gt: Any, extra: dict, judge=None) -> Plan:
-    code = fenced_block(strip_thinking(response), ("python", "py", "python3", ""))
+    text, why = final_text(response)
+    code = answer_code(text) if text is not None else None
     if code is None:
-        return _no_answer("```python``` code block")
+        return _no_answer("```python``` code block", why)
     tests = parse_value(gt)
-    if isinstance(tests, dict) and "functional" in tests:
-        return Plan(code, 1.0, programs=[(code + "\n\n" + tests["functional"], "")],
-                    finish=lambda _, r: (r[0].ok, "tests pass" if r[0].ok else r[0].reason))
+    if isinstance(tests, dict) and isinstance(tests.get("functional"), str):
+        prefix = extra.get("prefix") if isinstance(extra.get("prefix"), str) else ""
+        program, stdin, nonce = functional_program(code, tests["functional"], prefix)
+        return Plan(code, 1.0, programs=[(program, stdin)],
+                    finish=lambda _, r: harness_verdict(r[0], nonce))
     if isinstance(tests, dict) and "inputs" in tests and "outputs" in tests:
-        ins, outs = list(tests["inputs"]), list(tests["outputs"])
+        ins, outs = list(as_plain(tests["inputs"])), list(as_plain(tests["outputs"]))
+        if not ins or len(ins) != len(outs):
+            return Plan(code, 1.0, verdict=(False, "ground truth has no tests (or unpaired inputs/outputs)"))
 
         def finish(_, results):
             for i, (res, want) in enumerate(zip(results, outs)):
                 if not res.ok:
                     return False, f"test {i}: {res.reason}"
+                want = "\n".join(want) if isinstance(want, list) else str(want)
                 if not _same_output(res.stdout, want):
                     return False, f"test {i}: wrong output"
             return True, f"{len(outs)} tests pass"
@@ -298,6 +546,17 @@ def plan_codegen(response: str, gt: Any, extra: dict, judge=None) -> Plan:
 
 PLANNERS = {"math": plan_math, "codegen": plan_codegen, "logic": plan_logic,
             "simulation": plan_simulation, "table": plan_table, "stem": plan_stem}
+
+
+def plan(data_source: str, response: str, gt: Any, extra: dict, judge=None) -> Plan:
+    """The plan for one response; a malformed one (or a bad record) scores 0 with a reason."""
+    domain = domain_of(data_source)
+    try:
+        if domain == "logic":
+            return plan_logic(response, gt, extra, judge, data_source=data_source)
+        return PLANNERS[domain](response, gt, extra, judge)
+    except Exception as exc:        # a verifier bug or a broken record is a 0, never a crash
+        return Plan(None, 0.0, verdict=(False, f"verifier error: {type(exc).__name__}: {exc}"[:300]))
 
 
 # --- math-verify in worker processes ------------------------------------------------------------
@@ -436,8 +695,7 @@ class GuruVerifier:
         return self.score_batch([(data_source, response, ground_truth, extra_info)])[0]
 
     def score_batch(self, items: Sequence[tuple[str, str, Any, dict | None]]) -> list[Score]:
-        plans = [PLANNERS[domain_of(ds)](resp, gt, extra or {}, self.judge)
-                 for ds, resp, gt, extra in items]
+        plans = [plan(ds, resp, gt, dict(extra or {}), self.judge) for ds, resp, gt, extra in items]
         math_jobs = [job for p in plans for job in p.math]
         programs = [job for p in plans for job in p.programs]
         with ThreadPoolExecutor(2) as both:     # math pool and sandbox pool at once
@@ -449,7 +707,10 @@ class GuruVerifier:
             mres = math_results[mi:mi + len(p.math)]
             sres = program_results[si:si + len(p.programs)]
             mi, si = mi + len(p.math), si + len(p.programs)
-            ok, reason = p.finish(mres, sres) if p.finish else p.verdict
+            try:
+                ok, reason = p.finish(mres, sres) if p.finish else p.verdict
+            except Exception as exc:      # never raise for what a response contains
+                ok, reason = False, f"verifier error: {type(exc).__name__}: {exc}"[:300]
             acc = float(ok)
             scores.append(Score(score=acc + self.format_weight * p.format, acc=acc,
                                 format=p.format, pred=p.pred, reason=reason))
@@ -462,5 +723,5 @@ class GuruVerifier:
 @hookimpl
 def agentic_rl_rewards():
     yield RewardSpec(
-        name="guru", factory=GuruVerifier, kind="rule", data_sources=tuple(d + "__" for d in DOMAINS),
+        name="guru", factory=GuruVerifier, kind="rule", data_sources=DATA_SOURCE_PREFIXES,
         description="Guru-RL-92k verifiers: math-verify, sandboxed code tests, logic, CodeIO, table, STEM")

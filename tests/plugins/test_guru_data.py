@@ -14,9 +14,10 @@ from core.config import load as load_cfg
 from core.errors import ConfigError, UserError
 from plugins.datasets import _guru_sample as sample
 from plugins.datasets import guru
-from plugins.rewards.guru import parse_value
+from plugins.rewards.guru import domain_of, parse_value
 
 ALL = guru.DOMAINS
+PER_DOMAIN = {d: len(sample.SOURCES[d]) for d in ALL}      # source files per domain
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +31,38 @@ def compressed(tmp_path_factory):
 
 
 def test_every_domain_loads_with_guru_fields(folder):
-    recs = guru.load("train", 6 * 40, domains=ALL, path=str(folder))
-    assert Counter(r["extra_info"]["domain"] for r in recs) == {d: 40 for d in ALL}
+    recs = guru.load("train", 40 * sum(PER_DOMAIN.values()), domains=ALL, path=str(folder))
+    assert Counter(r["extra_info"]["domain"] for r in recs) == {d: 40 * n for d, n in PER_DOMAIN.items()}
     for r in recs:
         assert set(r) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
-        assert r["data_source"].startswith(r["extra_info"]["domain"] + "__")
+        assert domain_of(r["data_source"]) == r["extra_info"]["domain"]
         assert r["prompt"][0]["role"] == "user" and r["prompt"][0]["content"]
-        assert r["reward_model"]["style"] == "rule" and r["reward_model"]["ground_truth"]
-    ev = guru.load("eval", 6 * 12, domains=ALL, path=str(folder))
+        assert r["reward_model"]["style"] == "rule" and r["reward_model"]["ground_truth"] is not None
+    ev = guru.load("eval", 12 * sum(PER_DOMAIN.values()), domains=ALL, path=str(folder))
     assert {r["extra_info"]["split"] for r in ev} == {"eval"}
+
+
+def test_released_data_source_names_load_in_their_files(folder):
+    """WebInstruct rows say ``stem_web`` (and carry no reward_model.style), ARC rows in the
+    logic__arcagi1 / logic__barc files say ``simulation__arcagi1`` / ``simulation__barc``."""
+    recs = guru.load("train", 40 * 6, domains=("logic", "stem"), path=str(folder))
+    by_source = {r["extra_info"]["source"]: r["data_source"] for r in recs}
+    assert by_source == {"web": "stem_web", "arcagi1": "simulation__arcagi1", "barc": "simulation__barc",
+                         "zebra_puzzle": "logic__zebra_puzzle_dataset",
+                         "ordering_puzzle": "logic__ordering_puzzle_dataset",
+                         "graph_logical": "logic__graph_logical_dataset"}
+    raw = pq.read_table(next((Path(folder) / "train").glob("stem__web_*.parquet"))).to_pylist()
+    assert "style" not in raw[0]["reward_model"]          # as Reasoning360's webinstruct.py writes it
+    arc = next(r for r in recs if r["extra_info"]["source"] == "arcagi1")
+    assert all(isinstance(row, list) and all(isinstance(c, int) for c in row)
+               for row in arc["reward_model"]["ground_truth"])
 
 
 def test_compressed_variant_decodes_to_the_same_records(folder, compressed):
     plain = guru.load("train", 60, domains=("codegen", "logic"), path=str(folder), seed=3)
     packed = guru.load("train", 60, domains=("codegen", "logic"), path=str(compressed), seed=3)
     strip = lambda rs: [(r["data_source"], r["prompt"], parse_value(r["reward_model"]["ground_truth"]),
-                         r["extra_info"]["index"]) for r in rs]
+                         r["extra_info"].get("index"), r["extra_info"]["source"]) for r in rs]
     assert strip(plain) == strip(packed)
 
 
@@ -83,7 +100,10 @@ def test_stratified_subsample_is_proportional_seeded_and_fingerprinted(folder):
 
 def test_sources_select_files(folder):
     recs = guru.load("train", 40, domains=ALL, sources=("ordering_puzzle",), path=str(folder))
-    assert {r["data_source"] for r in recs} == {"logic__ordering_puzzle"}
+    assert {r["data_source"] for r in recs} == {"logic__ordering_puzzle_dataset"}
+    assert {r["extra_info"]["source"] for r in recs} == {"ordering_puzzle"}
+    recs = guru.load("train", 80, domains=ALL, sources=("logic__arcagi1", "barc"), path=str(folder))
+    assert {r["data_source"] for r in recs} == {"simulation__arcagi1", "simulation__barc"}
     recs = guru.load("train", 40, domains=ALL, sources=("codegen__taco",), path=str(folder))
     assert {r["data_source"] for r in recs} == {"codegen__taco"}
 
