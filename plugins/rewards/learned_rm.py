@@ -2,12 +2,15 @@
 
 The client posts ``{"items": [{"prompt", "response"}, ...]}`` to ``<url>/rm/<size>/score`` with
 the checkpoint in the header ``serve_multiplexed_model_id``, over one pooled ``aiohttp``
-session: a batch is split into chunks sent concurrently (at most ``concurrency`` in flight).
+session: a batch is split into chunks sent concurrently (at most ``concurrency`` in flight),
+each of at most ``chunk`` items and ``max_chunk_bytes`` of JSON, well inside the server's
+limits (``max_items`` 4096, ``max_body_bytes`` 32 MiB); the scores come back in order.
 Connection errors, timeouts and 5xx answers are retried with exponential backoff and jitter
 (``retries`` times, from 0.25 s doubling to 8 s); each failed attempt is counted in
 ``errors`` (reported as ``reward/rm_errors``). A request that still fails raises
 ``RMUnavailable``: an RM outage never turns into silent zero rewards. 4xx answers (bad token,
-bad payload, unknown checkpoint) are not retried and raise at once, with the server's message.
+bad payload, unknown checkpoint, a text over the server's length limit: 413) are not retried
+and raise at once, with the server's message.
 
 ``score`` is the RM's reward (plus ``format_weight`` x format); ``acc``, ``format`` and
 ``pred`` come from the gold rule verifier (``gold``), so pass@k and the gold reward stay
@@ -16,6 +19,7 @@ rule-based while the policy optimises the proxy.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 from collections.abc import Sequence
@@ -30,14 +34,31 @@ class RMUnavailable(RuntimeError):
     """The reward-model endpoint did not answer after all retries, or refused the request."""
 
 
+def split_chunks(items: list[dict], max_items: int, max_bytes: int) -> list[list[dict]]:
+    """Consecutive chunks of at most ``max_items`` items and about ``max_bytes`` of JSON each
+    (an item larger than that alone: the server says whether it takes it)."""
+    chunks: list[list[dict]] = []
+    size = 0
+    for it in items:
+        n = len(json.dumps(it)) + 2
+        if not chunks or len(chunks[-1]) >= max_items or size + n > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(it)
+        size += n
+    return chunks
+
+
 class LearnedRM:
     def __init__(self, url: str, size: str, model_id: str | None = None, token: str | None = None,
                  gold=None, format_weight: float = 0.0, timeout_s: float = 30.0, retries: int = 6,
-                 chunk: int = 64, concurrency: int = 8, backoff_s: float = 0.25) -> None:
+                 chunk: int = 64, concurrency: int = 8, backoff_s: float = 0.25,
+                 max_chunk_bytes: int = 4 * 2 ** 20) -> None:
         self.endpoint = f"{url.rstrip('/')}/rm/{size}/score"
         self.model_id, self.token, self.gold = model_id, token, gold
         self.format_weight, self.timeout_s, self.retries = format_weight, timeout_s, retries
         self.chunk, self.concurrency, self.backoff_s = chunk, concurrency, backoff_s
+        self.max_chunk_bytes = max_chunk_bytes
         self.errors = 0          # failed attempts so far (each retried or raised)
         self.requests = 0
         self._loop = asyncio.new_event_loop()
@@ -90,7 +111,7 @@ class LearnedRM:
 
     async def _score_all(self, items: list[dict]) -> list[float]:
         sem = asyncio.Semaphore(self.concurrency)
-        chunks = [items[i:i + self.chunk] for i in range(0, len(items), self.chunk)]
+        chunks = split_chunks(items, self.chunk, self.max_chunk_bytes)
         results = await asyncio.gather(*(self._post(c, sem) for c in chunks))
         return [s for r in results for s in r]
 
