@@ -170,14 +170,16 @@ def _taco(rng: random.Random, i: int):
                   "You will use the following starter code to write the solution to the problem and enclose "
                   "your code within ```python delimiters.\n```python\ndef times_k(n):\n```")
         tests = json.dumps({"functional": DEEP_EQ_TESTS.format(inputs=inputs, outputs=outputs, fn="times_k")})
-        return prompt, tests, {"dataset": "likaixin/TACO-verified", "source": "codewars"}
+        return prompt, tests, {"dataset": "likaixin/TACO-verified", "source": "codewars",
+                               "reference": f"def times_k(n):\n    return n * {k}\n"}
     xs = [rng.randrange(0, 50) for _ in range(2)]
     prompt = ("Solve the programming task below in a Python markdown code block.\n"
               f"Read an integer n and print n+{k}.\n"
               "Read the inputs from stdin solve the problem and write the answer to stdout (do not directly "
               "test on the sample inputs). Enclose your code within ```python delimiters.")
     tests = json.dumps({"inputs": [f"{x}\n" for x in xs], "outputs": [f"{x + k}\n" for x in xs]})
-    return prompt, tests, {"dataset": "likaixin/TACO-verified", "source": "codeforces"}
+    return prompt, tests, {"dataset": "likaixin/TACO-verified", "source": "codeforces",
+                           "reference": f"n = int(input())\nprint(n + {k})\n"}
 
 
 def _zebra(rng: random.Random, i: int):

@@ -61,8 +61,9 @@ def boxed_all(text: str) -> list[tuple[int, str]]:
 
 
 def last_boxed(text: str) -> str | None:
-    found = boxed_all(text)
-    return found[-1][1] if found else None
+    """The last non-empty ``\\boxed{}`` content."""
+    found = [body for _, body in boxed_all(text) if body]
+    return found[-1] if found else None
 
 
 def answer_tags(text: str) -> list[tuple[int, str]]:
@@ -71,14 +72,21 @@ def answer_tags(text: str) -> list[tuple[int, str]]:
 
 
 def last_answer_tag(text: str) -> str | None:
-    found = answer_tags(text)
-    return found[-1][1] if found else None
+    found = [body for _, body in answer_tags(text) if body]
+    return found[-1] if found else None
 
 
 def fenced_blocks(text: str) -> list[tuple[int, str, str]]:
-    """``(position, language, body)`` of every closed ```` ``` ```` block, in order."""
-    return [(m.start(), m.group(1).lower(), m.group(2))
-            for m in re.finditer(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n`]*\n(.*?)```", text, flags=re.DOTALL)]
+    """``(position, language, body)`` of every closed ```` ``` ```` block, in order (also a
+    one-line ```` ```json {"output": 1}``` ````)."""
+    out = []
+    for m in re.finditer(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n`]*\n(.*?)```|```[ \t]*(json)?[ \t]*([\[{\"].*?)```",
+                         text, flags=re.DOTALL):
+        if m.group(2) is not None:
+            out.append((m.start(), m.group(1).lower(), m.group(2)))
+        else:
+            out.append((m.start(), (m.group(3) or "").lower(), m.group(4)))
+    return out
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -175,9 +183,10 @@ def strip_latex(s: str) -> str:
 
 class Quantity(NamedTuple):
     value: float
-    unit: str            # normalised unit text ("" when none); "%" for percentages
+    unit: str            # canonical unit ("" when none; "%"; else SI dimensions like "m*s^-2")
     digits: int          # significant figures as written
     ulp: float | None    # value of one unit in the last written digit; None: an exact integer
+    scale: float = 1.0   # the unit in SI base units (km/h: 1/3.6)
 
 
 _NUM = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+\.?\d*|\.\d+)"
@@ -186,6 +195,7 @@ _PLAIN = re.compile(rf"^(?P<m>{_NUM})")
 _POW10 = re.compile(r"^10\s*\^\s*\{?\s*(?P<e>[-+]?\d+)\s*\}?")
 _FRAC = re.compile(r"^(?P<s>[-+]?)\\frac\s*\{\s*(?P<a>\d+(?:\.\d+)?)\s*\}\s*\{\s*(?P<b>\d+(?:\.\d+)?)\s*\}")
 _SLASH = re.compile(r"^(?P<a>[-+]?\d+(?:\.\d+)?)\s*/\s*(?P<b>\d+(?:\.\d+)?)(?![\d.])")
+
 
 def _sig(m: str) -> tuple[int, float | None]:
     """Significant figures and the value of the last written place of a mantissa
@@ -198,75 +208,117 @@ def _sig(m: str) -> tuple[int, float | None]:
     return len(m.lstrip("0") or "0"), None
 
 
+# --- units: each symbol as (factor to SI, SI dimensions) -----------------------------------------
+def _d(**dims: int) -> dict:
+    return dims
+
+
+_J, _PA = _d(kg=1, m=2, s=-2), _d(kg=1, m=-1, s=-2)
 _SI_PREFIX = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3, "µ": 1e-6, "u": 1e-6,
-              "n": 1e-9, "p": 1e-12, "c": 1e-2, "d": 1e-1}
-# symbols that take SI prefixes (kJ, mV, µm, nm, MPa, kmol, mM, ...)
-_SI_BASE = ("m", "g", "s", "A", "K", "mol", "Hz", "N", "Pa", "J", "W", "C", "V", "F", "Ω", "S",
-            "Wb", "T", "H", "L", "M", "eV", "cal", "bar", "Da")
-# units and unit words taken as they are
-_UNIT_WORDS = {
-    "deg", "degC", "degF", "rad", "sr", "min", "h", "hr", "hrs", "day", "days", "yr", "yrs", "year",
-    "years", "atm", "torr", "Torr", "mmHg", "psi", "lb", "lbs", "ft", "inch", "inches", "mi", "mph",
-    "rpm", "ohm", "ohms", "amu", "kWh", "Btu", "gal", "oz", "dB", "ppm", "ppb", "cc", "mL", "ml",
-    "meter", "meters", "metre", "metres", "second", "seconds", "minute", "minutes", "hour", "hours",
-    "gram", "grams", "kilogram", "kilograms", "liter", "liters", "litre", "litres", "mole", "moles",
-    "joule", "joules", "watt", "watts", "volt", "volts", "amp", "amps", "ampere", "amperes", "newton",
-    "newtons", "kelvin", "hertz", "pascal", "pascals", "coulomb", "coulombs", "farad", "farads",
-    "tesla", "henry", "dollar", "dollars", "cent", "cents", "unit", "units", "times", "cycles",
-    "revolutions", "rev", "photons", "molecules", "atoms", "electrons", "particles", "cells",
-    "people", "items", "ways", "feet", "foot", "miles", "km/h", "kmh", "N/C", "per",
+              "n": 1e-9, "p": 1e-12, "c": 1e-2, "d": 1e-1, "h": 1e2}
+_PREFIXABLE = {        # symbols that take SI prefixes (kJ, mV, µm, nm, MPa, kmol, mM, ...)
+    "m": (1.0, _d(m=1)), "g": (1e-3, _d(kg=1)), "s": (1.0, _d(s=1)), "A": (1.0, _d(A=1)),
+    "K": (1.0, _d(K=1)), "mol": (1.0, _d(mol=1)), "Hz": (1.0, _d(s=-1)), "N": (1.0, _d(kg=1, m=1, s=-2)),
+    "Pa": (1.0, _PA), "J": (1.0, _J), "W": (1.0, _d(kg=1, m=2, s=-3)), "C": (1.0, _d(A=1, s=1)),
+    "V": (1.0, _d(kg=1, m=2, s=-3, A=-1)), "F": (1.0, _d(kg=-1, m=-2, s=4, A=2)),
+    "Ω": (1.0, _d(kg=1, m=2, s=-3, A=-2)), "S": (1.0, _d(kg=-1, m=-2, s=3, A=2)),
+    "Wb": (1.0, _d(kg=1, m=2, s=-2, A=-1)), "T": (1.0, _d(kg=1, s=-2, A=-1)),
+    "H": (1.0, _d(kg=1, m=2, s=-2, A=-2)), "L": (1e-3, _d(m=3)), "M": (1e3, _d(mol=1, m=-3)),
+    "eV": (1.602176634e-19, _J), "cal": (4.184, _J), "bar": (1e5, _PA), "Da": (1.66053906660e-27, _d(kg=1)),
+    "Bq": (1.0, _d(s=-1)), "Gy": (1.0, _d(m=2, s=-2)), "Sv": (1.0, _d(m=2, s=-2)), "lm": (1.0, _d(cd=1)),
+    "cd": (1.0, _d(cd=1)), "lx": (1.0, _d(cd=1, m=-2)),
+}
+_OTHER = {             # symbols and words taken as they are
+    "min": (60.0, _d(s=1)), "h": (3600.0, _d(s=1)), "day": (86400.0, _d(s=1)),
+    "year": (3.15576e7, _d(s=1)), "atm": (101325.0, _PA), "torr": (133.322368, _PA),
+    "mmHg": (133.322387, _PA), "psi": (6894.757, _PA), "lb": (0.45359237, _d(kg=1)),
+    "oz": (0.028349523125, _d(kg=1)), "ft": (0.3048, _d(m=1)), "inch": (0.0254, _d(m=1)),
+    "mi": (1609.344, _d(m=1)), "mph": (0.44704, _d(m=1, s=-1)), "kWh": (3.6e6, _J),
+    "Btu": (1055.06, _J), "gal": (3.785411784e-3, _d(m=3)), "amu": (1.66053906660e-27, _d(kg=1)),
+    "mL": (1e-6, _d(m=3)), "deg": (1.0, _d(deg=1)), "rad": (180 / math.pi, _d(deg=1)),
+    "degC": (1.0, _d(degC=1)), "degF": (1.0, _d(degF=1)), "sr": (1.0, _d(sr=1)), "dB": (1.0, _d(dB=1)),
+    "ppm": (1e-6, {}), "ppb": (1e-9, {}), "rpm": (1 / 60, _d(s=-1)), "$": (1.0, {}),
+}
+for _w in ("times", "cycles", "revolutions", "rev", "photons", "molecules", "atoms", "electrons",
+           "particles", "cells", "people", "items", "ways", "units", "unit", "cents"):
+    _OTHER[_w] = (1.0, {_w: 1})
+_ALIASES = {
+    "meter": "m", "meters": "m", "metre": "m", "metres": "m", "second": "s", "seconds": "s", "sec": "s",
+    "gram": "g", "grams": "g", "kilogram": "kg", "kilograms": "kg", "liter": "L", "liters": "L",
+    "litre": "L", "litres": "L", "l": "L", "ml": "mL", "cc": "mL", "mole": "mol", "moles": "mol",
+    "joule": "J", "joules": "J", "watt": "W", "watts": "W", "volt": "V", "volts": "V", "amp": "A",
+    "amps": "A", "ampere": "A", "amperes": "A", "newton": "N", "newtons": "N", "kelvin": "K",
+    "hertz": "Hz", "pascal": "Pa", "pascals": "Pa", "coulomb": "C", "coulombs": "C", "farad": "F",
+    "farads": "F", "tesla": "T", "henry": "H", "ohm": "Ω", "ohms": "Ω", "minute": "min",
+    "minutes": "min", "hour": "h", "hours": "h", "hr": "h", "hrs": "h", "yr": "year", "yrs": "year",
+    "years": "year", "days": "day", "dollar": "$", "dollars": "$", "cent": "cents", "Torr": "torr",
+    "lbs": "lb", "foot": "ft", "feet": "ft", "inches": "inch", "miles": "mi", "mile": "mi", "u": "amu",
 }
 
 
-def _known_token(tok: str) -> bool:
-    if tok in _UNIT_WORDS:
-        return True
-    return any(tok == pre + base for base in _SI_BASE for pre in _SI_PREFIX)
+def _symbol(word: str, strict: bool) -> tuple[float, dict] | None:
+    """(factor to SI, dimensions) of one unit symbol or word."""
+    word = _ALIASES.get(word, word)
+    if word in _OTHER:
+        return _OTHER[word]
+    if word in _PREFIXABLE:
+        return _PREFIXABLE[word]
+    for pre, f in _SI_PREFIX.items():
+        if pre and word.startswith(pre) and word[len(pre):] in _PREFIXABLE:
+            factor, dims = _PREFIXABLE[word[len(pre):]]
+            return f * factor, dims
+    return None if strict else (1.0, {word.lower(): 1})
 
 
-_UNIT_TOKEN = re.compile(r"([A-Za-zµΩ%]+)\s*(?:\^\s*\(?\s*([-+]?\d+)\s*\)?)?|(/)|([()])|(\S)")
+_UNIT_TOKEN = re.compile(r"([A-Za-zµΩ%$]+)\s*(?:\^\s*\(?\s*([-+]?\d+)\s*\)?)?|(/)|([()])|(\S)")
 
 
-def _unit(rest: str, strict: bool) -> str | None:
-    """The unit after a number in a canonical form (``m/s^2``, ``m s^{-2}`` and ``m·s⁻²``
-    all become ``m*s^-2``; ``30^\\circ`` is ``deg``; ``%``); ``""`` when there is none; None
-    when the rest is not a unit. In strict mode only known unit symbols and words count,
-    so ``2x`` is not 2 of a unit ``x``."""
-    u = rest.strip()
+def _unit(rest: str, strict: bool) -> tuple[str, float] | None:
+    """The unit after a number as (canonical SI dimensions, factor to SI): ``m/s^2``,
+    ``m s^{-2}``, ``\\frac{m}{s^2}`` all give ``m*s^-2``; ``km/h`` is ``m*s^-1`` times
+    1/3.6; ``30^\\circ`` is ``deg``; ``%``. ``("", 1)`` when there is no unit, None when
+    the rest is not one: in strict mode only known symbols and words count, so ``2x`` is
+    not 2 of a unit ``x``."""
+    u = re.sub(r"\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"\1/(\2)", rest.strip())
     u = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°|\bdegrees?\b", " deg ", u)
     u = u.replace("\\%", "%").replace("\\Omega", "Ω").replace("\\mu", "µ").replace("μ", "µ")
     u = re.sub(r"\bper\s*cent(age)?\b|\bpercent(age)?\b", "%", u)
-    u = u.replace("\\cdot", " ").replace("·", " ").replace("*", " ").replace("\\", " ")
+    u = u.replace("\\cdot", " ").replace("·", " ").replace("*", " ").replace("\\", " ").replace("\\$", "$")
     u = u.replace("{", "").replace("}", "").replace("²", "^2").replace("³", "^3").replace("⁻", "-")
     u = re.sub(r"deg\s*([CF])\b", r"deg\1", u).strip().rstrip(".").strip()
     if not u:
-        return ""
+        return "", 1.0
+    if u == "%":
+        return "%", 1.0
     dims: dict[str, int] = {}
-    denominator = False
+    factor, denominator = 1.0, False
     for word, exp, slash, paren, other in _UNIT_TOKEN.findall(u):
         if slash:
             denominator = True
-        elif paren:
             continue
-        elif other:
+        if paren:
+            continue
+        if other or word == "%":
             return None
-        else:
-            if strict and word != "%" and not _known_token(word):
-                return None
-            power = int(exp or 1) * (-1 if denominator else 1)
-            dims[word] = dims.get(word, 0) + power
-    if not dims:
-        return None
-    if list(dims.items()) == [("%", 1)]:
-        return "%"
-    return "*".join(w if e == 1 else f"{w}^{e}" for w, e in sorted(dims.items()) if e)
+        sym = _symbol(word, strict)
+        if sym is None:
+            return None
+        power = int(exp or 1) * (-1 if denominator else 1)
+        factor *= sym[0] ** power
+        for dim, e in sym[1].items():
+            dims[dim] = dims.get(dim, 0) + e * power
+    canon = "*".join(d if e == 1 else f"{d}^{e}" for d, e in sorted(dims.items()) if e)
+    return (canon or "1"), factor
 
 
 def quantity(text: str, strict_units: bool = True) -> Quantity | None:
     """A number with an optional unit: ``2.5\\ \\text{m/s}^2``, ``6.02e23``,
     ``6.02 \\times 10^{23}``, ``-0.75\\,\\text{V}``, ``30^\\circ``, ``\\$1,200``, ``45\\%``,
-    ``\\frac{3}{4}``, ``3/4``. None when the text is not one number (and unit)."""
+    ``\\frac{3}{4}``, ``3/4``, ``v = 2.5 m/s``. None when the text is not one number (and
+    unit)."""
     s = strip_latex(str(text)).replace("\\$", "$").strip()
+    s = re.sub(r"^[A-Za-z](?:_\w+|_\{\w+\})?\s*(?:=|\\approx|≈)\s*", "", s)  # "v = 2.5 m/s"
+    s = re.sub(r"^(?:\\approx|≈|~)\s*", "", s)
     s = re.sub(r"^([-+]?)\s*\$\s*", r"\1", s).strip()          # currency
     if not s:
         return None
@@ -297,20 +349,7 @@ def quantity(text: str, strict_units: bool = True) -> Quantity | None:
     unit = _unit(rest, strict_units)
     if unit is None or not math.isfinite(value):
         return None
-    return Quantity(value, unit, digits, ulp)
-
-
-def unit_scale(u: str, v: str) -> float | None:
-    """Factor f with ``x u == x * f v`` when the units differ only by an SI prefix."""
-    if u == v:
-        return 1.0
-    for base in sorted(_SI_BASE, key=len, reverse=True):
-        for a_pre in _SI_PREFIX:
-            if u == a_pre + base:
-                for b_pre in _SI_PREFIX:
-                    if v == b_pre + base:
-                        return _SI_PREFIX[a_pre] / _SI_PREFIX[b_pre]
-    return None
+    return Quantity(value, unit[0], digits, ulp, unit[1])
 
 
 def close_enough(a: Quantity, g: Quantity, rel: float | None = None) -> bool:
@@ -319,9 +358,8 @@ def close_enough(a: Quantity, g: Quantity, rel: float | None = None) -> bool:
     With ``rel``: within that relative tolerance. Without: equal up to the precision as
     written - the answer rounds to a ground truth written with decimals and at least two
     significant figures, within 2% (``0.3612`` for ``0.36``), or the ground truth rounds to
-    an answer written with at least
-    ``min(3, digits of g)`` significant figures (``8645.1`` for ``8645.09``); a ground truth
-    written as a plain integer must be matched exactly."""
+    an answer written with at least ``min(3, digits of g)`` significant figures (``8645.1``
+    for ``8645.09``); a ground truth written as a plain integer must be matched exactly."""
     x, y = a.value, g.value
     if math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12):
         return True
@@ -335,24 +373,21 @@ def close_enough(a: Quantity, g: Quantity, rel: float | None = None) -> bool:
 
 
 def same_quantity(pred: Quantity, gold: Quantity, rel: float | None = None) -> bool:
-    """Numbers with units: a unit missing on either side is accepted; different units must
-    differ only by an SI prefix (``2.5 kJ`` = ``2500 J``); a percentage equals its
-    fraction when only one side has ``%`` (``45%`` and ``0.45``)."""
+    """Numbers with units: a unit missing on either side is accepted; units of the same
+    dimensions convert (``2.5 kJ`` = ``2500 J``, ``60 km/h`` = ``16.7 m/s``); a percentage
+    equals its fraction when only one side has ``%`` (``45%`` and ``0.45``)."""
     pu, gu = pred.unit, gold.unit
     factors = [1.0]
-    if pu and gu and pu != gu:
-        if "%" in (pu, gu):
+    if pu and gu:
+        if pu != gu:
             return False
-        f = unit_scale(pu, gu)
-        if f is None:
-            return False
-        factors = [f]
-    elif pu == "%" and not gu:
+        factors = [pred.scale / gold.scale]
+    elif pu == "%":
         factors = [1.0, 0.01]
-    elif gu == "%" and not pu:
+    elif gu == "%":
         factors = [1.0, 100.0]
     for f in factors:
-        ulp = None if pred.ulp is None else pred.ulp * f
+        ulp = None if pred.ulp is None else pred.ulp * abs(f)
         if close_enough(Quantity(pred.value * f, gu, pred.digits, ulp), gold, rel):
             return True
     return False

@@ -188,6 +188,13 @@ def _text(value: Any) -> str:
 
 
 # math ---------------------------------------------------------------------------------------------
+def drop_text_unit(s: str) -> str:
+    """``5 \\text{ cm}`` -> ``5``: a unit written as text after a number (math-verify's own
+    unit stripping is off, see ``_extraction``)."""
+    m = re.match(r"^(.*?[\d})])\s*\\(?:text|mathrm|textrm|mbox)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?\d\}?)?\s*$", s.strip())
+    return m.group(1).strip() if m else s.strip()
+
+
 def _pct(s: str) -> bool:
     return bool(re.search(r"\\?%\s*\}?\s*$", s))
 
@@ -206,15 +213,16 @@ def plan_math(response: str, gt: Any, extra: dict, judge=None) -> Plan:
         gold, pred_cmp = _drop_pct(gold), _drop_pct(pred)
     else:
         pred_cmp = pred
-    return Plan(pred, 1.0, math=[(gold, pred_cmp)], finish=lambda m, _: m[0])
+    return Plan(pred, 1.0, math=[(drop_text_unit(gold), drop_text_unit(pred_cmp))], finish=lambda m, _: m[0])
 
 
 # stem ---------------------------------------------------------------------------------------------
 def _compact(s: str) -> str:
-    """Text for a string comparison: LaTeX wrappers, spacing, case and subscripts gone
-    (``\\text{H}_2\\text{O}`` = ``H2O``); powers kept (``10^2`` is not ``102``)."""
-    s = norm_text(s)
-    return re.sub(r"[\s{}]|_", "", s)
+    """Text for a string comparison: LaTeX wrappers, case, subscripts and spaces gone
+    (``\\text{H}_2\\text{O}`` = ``H2O``), except a space between two digits; powers kept
+    (``10^2`` is not ``102``)."""
+    s = re.sub(r"[{}_]", "", norm_text(s))
+    return re.sub(r"(?<!\d)\s+|\s+(?!\d)", "", s)
 
 
 def plan_stem(response: str, gt: Any, extra: dict, judge=None) -> Plan:
@@ -244,7 +252,7 @@ def plan_stem(response: str, gt: Any, extra: dict, judge=None) -> Plan:
         if ok or judge is None:
             return Plan(pred, 1.0, verdict=(ok, reason))
         return Plan(pred, 1.0, finish=lambda m, _: ask_judge(False, reason))
-    return Plan(pred, 1.0, math=[(strip_latex(gold), strip_latex(pred))],
+    return Plan(pred, 1.0, math=[(drop_text_unit(gold), drop_text_unit(pred))],
                 finish=lambda m, _: ask_judge(*m[0]))
 
 
@@ -448,6 +456,11 @@ def plan_simulation(response: str, gt: Any, extra: dict, judge=None) -> Plan:
                 return _done(body, False, "", f"answered {other!r}, the question asks for {key!r}")
         ok = close(_codeio_norm(got), _codeio_norm(want))
         return _done(body, ok, "value matches", "wrong value")
+    keyed = [d for d in literal_spans(text, "{") if isinstance(d, dict) and key in d] if key else []
+    if keyed:             # no box or fence, but a {"output": ...} object in the text (Reasoning360 reads it)
+        got = keyed[-1][key]
+        ok = close(_codeio_norm(got), _codeio_norm(want))
+        return _done(json.dumps(keyed[-1]), ok, "value matches", "wrong value")
     return _no_answer("\\boxed{\"output\": ...}, ```json``` or <answer> answer that parses")
 
 
@@ -560,14 +573,31 @@ def plan(data_source: str, response: str, gt: Any, extra: dict, judge=None) -> P
 
 
 # --- math-verify in worker processes ------------------------------------------------------------
+_EXTRACTION = None
+
+
+def _extraction():
+    """math-verify's default extraction without its unit stripping, which drops a trailing
+    ``t``, ``m``, ``s``, ``ab``, ... after a number (``2t`` would equal ``2``, ``x+2t``
+    equal ``x+2``); ``drop_text_unit`` removes real ``\\text{}`` units instead."""
+    global _EXTRACTION
+    if _EXTRACTION is None:
+        from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig
+        _EXTRACTION = [LatexExtractionConfig(normalization_config=NormalizationConfig(
+            basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False)),
+            ExprExtractionConfig()]
+    return _EXTRACTION
+
+
 def math_check(gold: str, pred: str, timeout_s: int = 5) -> tuple[bool, str]:
     """math-verify equivalence of two answers; call it in a process's main thread."""
     from math_verify import parse, verify
     wrap = lambda s: s if "\\boxed" in s else "\\boxed{" + s + "}"   # noqa: E731
-    g = parse(wrap(gold), parsing_timeout=timeout_s)
+    g = parse(wrap(gold), extraction_config=_extraction(), parsing_timeout=timeout_s)
     if not g:
         return False, "ground truth did not parse"
-    p = parse(wrap(pred), parsing_timeout=timeout_s)
+    p = parse(wrap(pred), extraction_config=_extraction(), parsing_timeout=timeout_s)
     if not p:
         return False, "answer did not parse"
     ok = verify(g, p, timeout_seconds=timeout_s)
