@@ -20,8 +20,9 @@ with the standard library only. The answer's code and the tests never share a pr
    tests in its own namespace. A global name the tests use that is neither
    theirs nor a builtin (``Solution``, the function name) resolves to a proxy for the
    answer's object; calling it sends the arguments over a pipe as data, the answer
-   process runs the call, and only *data* comes back: ``None``, bools, numbers, strings,
-   bytes, lists, tuples, dicts, sets and nodes of the prefix's classes are rebuilt here
+   process runs the call, and only *data* comes back: ``None``, bools, numbers (also
+   ``Fraction`` and ``Decimal``), strings, bytes, lists, tuples, dicts, sets, deques and
+   nodes of the tests' own classes (``ListNode``, ``TreeNode``, ...) are rebuilt here
    as plain objects of the harness's own types; anything else stays in the answer
    process as an opaque handle (no truth value, equal only to itself). Arguments the
    answer changes in place (lists, dicts, sets, nodes) are copied back.
@@ -189,6 +190,12 @@ class Codec:
             return {"B" if t is bytes else "Y": x.hex()}
         if t is complex:
             return {"C": [x.real, x.imag]}
+        from decimal import Decimal
+        from fractions import Fraction
+        if t is Fraction or (not self.trusted and isinstance(x, Fraction)):
+            return {"R": [x.numerator, x.denominator]}
+        if t is Decimal or (not self.trusted and isinstance(x, Decimal)):
+            return {"X": str(x)}
         if self.trusted:
             raise TypeError(f"cannot pass a {t.__name__} to the answer")
         from collections import deque
@@ -267,6 +274,12 @@ class Codec:
             return bytes.fromhex(v) if tag == "B" else bytearray.fromhex(v)
         if tag == "C" and type(v) is list and len(v) == 2 and all(type(p) in (int, float) for p in v):
             return complex(v[0], v[1])
+        if tag == "R" and type(v) is list and len(v) == 2 and all(type(p) is int for p in v) and v[1]:
+            from fractions import Fraction
+            return Fraction(v[0], v[1])
+        if tag == "X" and type(v) is str and len(v) < 1000:
+            from decimal import Decimal
+            return Decimal(v)
         raise ValueError(f"bad value tag {tag!r}")
 
 
@@ -296,8 +309,8 @@ class Remote:
         raise TypeError("the tests cannot set attributes on the answer's objects")
 
     def __bool__(self):
-        raise TypeError(f"the answer returned a {object.__getattribute__(self, '_name')} "
-                        "object where the tests expect a value")
+        raise TypeError(f"the answer returned an opaque {object.__getattribute__(self, '_name')!r} "
+                        "(not plain data) where the tests expect a value")
 
     def __repr__(self):
         return f"<answer's {object.__getattribute__(self, '_kind')} {object.__getattribute__(self, '_name')}>"
@@ -400,6 +413,16 @@ class TestGlobals(dict):
         return value
 
 
+def _where(exc: BaseException) -> str:
+    """`` (tests line N)`` for the deepest frame of the tests in a traceback."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<tests>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" (tests line {line})" if line else ""
+
+
 def _verdict(fd: int, nonce: str, ok: bool, reason: str = "") -> None:
     line = f"{nonce} PASS\n" if ok else f"{nonce} FAIL {' '.join(reason.split())[:300]}\n"
     os.write(fd, line.encode())
@@ -471,9 +494,9 @@ def main() -> None:
     except AnswerFailure:
         pass
     except AssertionError as exc:
-        reason = "a test assertion failed" + (f": {exc}" if str(exc) else "")
+        reason = "a test assertion failed" + _where(exc) + (f": {exc}" if str(exc) else "")
     except BaseException as exc:
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = f"{type(exc).__name__}: {exc}" + _where(exc)
     if _RPC.failure:
         ok, reason = False, _RPC.failure
     elif ok and _RPC.calls == 0:

@@ -25,6 +25,12 @@ read-only binds) without root, which ``unshare`` alone cannot, and it is what Re
 ``bwrap_exec`` uses. Programs run under the system Python (``/usr/bin/python3``, standard
 library only), which the unprivileged sandbox user can read; set ``python=`` to change it.
 
+What runs in a jail is the answer's program itself (stdin/stdout tests: the expected output
+never enters the jail, and the caller compares stdout), or, for function-call tests, the
+trusted harness ``_harness.py``, which runs the answer in a second process of the same jail
+and proves a pass with a nonce (see its docstring): a program's exit status alone never
+passes a test.
+
 Every run returns a :class:`Result` whose ``status`` says what happened (``ok``, ``error``,
 ``timeout``, ``memory``, ``output_limit``, ``killed``, ``sandbox_error``) and a one-line
 ``reason``; nothing a program does raises in the caller.

@@ -162,3 +162,156 @@ def test_a_well_behaved_program_runs_with_stdin(sandbox):
     assert r.ok and r.stdout.strip() == "12" and r.reason == "exited normally"
     w = sandbox.run("open('scratch.txt', 'w').write('x' * 100)\nprint(len(open('scratch.txt').read()))")
     assert w.ok and w.stdout.strip() == "100"     # its own directory is writable
+
+
+# --- the code reward cannot be cheated ------------------------------------------------------------
+# Function-call tests run in the trusted harness (plugins/rewards/_harness.py): the answer lives
+# in its own process and can only send data back. Each trick below scored 1.0 ("tests pass")
+# when the answer's code ran before the tests in one script judged by its exit status; each
+# must score 0 with a reason that says what happened, while the honest answer scores 1.
+from plugins.datasets import _guru_sample as sample  # noqa: E402
+
+LEET = json.dumps({"functional": "def check(candidate):\n    assert candidate(nums = [2,7,11,15], target = 9) == [0,1]\n"
+                                 "    assert candidate(nums = [3,2,4], target = 6) == [1,2]\n\n\ncheck(Solution().twoSum)"})
+TACO = json.dumps({"functional": sample.DEEP_EQ_TESTS.format(inputs=[[1.0], [2.0]], outputs=[[1.0], [0.25]], fn="inverse_square")})
+TRUTH = json.dumps({"functional": "def check(candidate):\n    assert candidate(4)\n    assert not candidate(3)\n\n\ncheck(Solution().isEven)"})
+STDIO2 = json.dumps({"inputs": ["2 3\n", "10 -4\n"], "outputs": ["5\n", "6\n"]})
+HONEST = ("class Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n        seen = {}\n"
+          "        for i, x in enumerate(nums):\n            if target - x in seen:\n                return [seen[target - x], i]\n"
+          "            seen[x] = i\n")
+WRONG = "class Solution:\n    def twoSum(self, nums, target):\n        return [0, 0]\n"
+IN_CALL = "class Solution:\n    def twoSum(self, nums, target):\n        {}\n"
+FAILED = "test assertion failed"
+
+# name -> (tests, answer code, what the reason must say)
+CHEATS = {
+    "exit": (LEET, WRONG + "exit(0)\n", "SystemExit"),
+    "quit": (LEET, WRONG + "quit()\n", "SystemExit"),
+    "sys_exit": (LEET, "import sys\n" + WRONG + "sys.exit(0)\n", "SystemExit"),
+    "sys_exit_in_the_call": (LEET, "import sys\n" + IN_CALL.format("sys.exit(0)"), "SystemExit"),
+    "raise_systemexit_in_the_call": (LEET, IN_CALL.format("raise SystemExit(0)"), "SystemExit"),
+    "raise_keyboardinterrupt": (LEET, IN_CALL.format("raise KeyboardInterrupt"), "KeyboardInterrupt"),
+    "os_exit_while_loading": (LEET, "import os\n" + WRONG + "os._exit(0)\n", "exited while its code was loading"),
+    "os_exit_in_the_call": (LEET, "import os\n" + IN_CALL.format("os._exit(0)"), "exited during a call"),
+    "atexit_hook": (LEET, "import atexit, os\natexit.register(lambda: (print('tests pass'), os._exit(0)))\n" + WRONG, FAILED),
+    "excepthooks": (LEET, "import sys, threading\nsys.excepthook = lambda *a: print('PASS')\n"
+                          "threading.excepthook = lambda *a: None\n" + IN_CALL.format("raise ValueError('no')"), "ValueError"),
+    "patch_builtins": (LEET, "import builtins\nbuiltins.AssertionError = type('Fine', (Exception,), {})\n"
+                             "builtins.all = lambda *a: True\nbuiltins.len = lambda *a: 0\n" + WRONG, "answer process"),
+    "patch_math_isclose": (TACO, "import math\nmath.isclose = lambda *a, **k: True\n"
+                                 "def inverse_square(x):\n    return 42.0\n", FAILED),
+    "redefine_test_helpers": (LEET, WRONG + "def check(candidate):\n    pass\n\ndef is_same_list(a, b):\n    return True\n\n"
+                                    "_deep_eq = lambda *a, **k: True\n", FAILED),
+    "rewrite_check_by_tracing": (LEET, "import sys\ndef tracer(frame, event, arg):\n"
+                                       "    frame.f_globals['check'] = lambda c: None\n    return tracer\n"
+                                       "sys.settrace(tracer)\nsys.setprofile(tracer)\n" + WRONG, FAILED),
+    "print_success_markers": (LEET, "print('tests pass')\nprint('0' * 32 + ' PASS')\nimport sys\nsys.stderr.write('ok\\n')\n" + WRONG, FAILED),
+    "write_markers_to_every_fd": (LEET, "import os\nfor fd in range(1, 64):\n    try:\n"
+                                        "        os.write(fd, b'{\"seq\": 1, \"ret\": null}\\n' + b'0' * 32 + b' PASS\\n')\n"
+                                        "    except OSError:\n        pass\n" + WRONG, "answer process"),
+    "kill_the_harness": (LEET, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + WRONG, "SIGKILL"),
+    "kill_every_process": (LEET, "import os, signal\nos.kill(-1, signal.SIGKILL)\n" + WRONG, "harness did not finish"),
+    "stop_the_harness": (LEET, "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\n" + WRONG, "wall-clock"),
+    "alarm_signal_exit": (LEET, "import os, signal, time\nsignal.signal(signal.SIGALRM, lambda *a: os._exit(0))\n"
+                                "signal.setitimer(signal.ITIMER_REAL, 0.05)\n" + IN_CALL.format("time.sleep(1); return [0, 0]"),
+                          "exited during a call"),
+    "background_thread_exits": (LEET, "import os, threading, time\ndef late():\n    time.sleep(0.05)\n    print('PASS')\n"
+                                      "    os._exit(0)\nthreading.Thread(target=late).start()\n" + IN_CALL.format("time.sleep(0.3); return [0, 0]"),
+                                "exited during a call"),
+    "forked_child_lingers": (LEET, "import os, time, signal\nif os.fork() == 0:\n    time.sleep(0.1)\n"
+                                   "    os.kill(os.getppid(), signal.SIGKILL)\n    os._exit(0)\n" + WRONG, FAILED),
+    "frames_and_gc_for_the_tests": (LEET, "import sys, gc, inspect\nfound = []\nf = sys._getframe()\nwhile f:\n"
+                                          "    found += [v for v in f.f_locals.values() if isinstance(v, str) and 'check(' in v]\n"
+                                          "    f = f.f_back\nfound += [o for o in gc.get_objects() if isinstance(o, str) and 'check(' in o]\n"
+                                          "found += [str(fr.frame.f_globals.get('payload')) for fr in inspect.stack()]\n"
+                                          "class Solution:\n    def twoSum(self, nums, target):\n"
+                                          "        import re\n        for text in found:\n"
+                                          "            m = re.findall(r'== (\\[[^\\]]*\\])', text)\n"
+                                          "            if m:\n                return eval(m[0])\n        return [0, 0]\n", FAILED),
+    "scan_memory_for_a_nonce": (LEET, "import gc, re\nfor o in gc.get_objects():\n    for s in (o if isinstance(o, (list, tuple)) else [o]):\n"
+                                      "        if isinstance(s, str) and re.fullmatch(r'[0-9a-f]{32}', s):\n"
+                                      "            print(s + ' PASS', flush=True)\n" + WRONG, FAILED),
+    "ptrace_and_proc_of_the_harness": (LEET, "import ctypes, os\nlibc = ctypes.CDLL(None)\nppid = os.getppid()\n"
+                                             "libc.ptrace(16, ppid, 0, 0)\nseen = []\n"
+                                             "for p in ('mem', 'environ', 'fd/0', 'fd/1', 'maps'):\n    try:\n"
+                                             "        seen.append(open(f'/proc/{ppid}/{p}', 'rb').read(64))\n"
+                                             "    except OSError as e:\n        seen.append(type(e).__name__)\n"
+                                             "try:\n    seen.append(os.pread(0, 64, 0))\nexcept OSError as e:\n    seen.append(type(e).__name__)\n"
+                                             "assert b'nonce' not in open('/work/main.py', 'rb').read().split(b'payload')[0] or True\n"
+                                             + IN_CALL.format("raise ValueError(repr(seen))"), "PermissionError"),
+    "eq_always_true": (LEET, "class Yes:\n    def __eq__(self, other):\n        return True\n    def __ne__(self, other):\n"
+                             "        return False\n" + IN_CALL.format("return Yes()"), FAILED),
+    "list_subclass_eq": (LEET, "class L(list):\n    def __eq__(self, other):\n        return True\n" + IN_CALL.format("return L([9])"), FAILED),
+    "float_subclass_eq": (TACO, "class F(float):\n    def __eq__(self, other):\n        return True\n"
+                                "def inverse_square(x):\n    return F(42.0)\n", FAILED),
+    "always_truthy_object": (TRUTH, "class Solution:\n    def isEven(self, n):\n        return object()\n", "TypeError"),
+}
+
+
+@pytest.fixture(scope="module")
+def cheat_scores(verifier):
+    items = [("codegen__leetcode2k", f"```python\n{code}```", tests, {"prefix": sample.LEETCODE_PREFIX})
+             for tests, code, _ in CHEATS.values()]
+    items += [("codegen__leetcode2k", f"```python\n{code}```", tests, {"prefix": sample.LEETCODE_PREFIX})
+              for tests, code in HONEST_ANSWERS.values()]
+    start = time.monotonic()
+    scores = verifier.score_batch(items)
+    return dict(zip(list(CHEATS) + [f"honest:{k}" for k in HONEST_ANSWERS], scores)), time.monotonic() - start
+
+
+HONEST_ANSWERS = {
+    "two_sum": (LEET, HONEST),
+    "two_sum_with_a_lingering_thread": (LEET, "import threading, time\n"
+                                              "threading.Thread(target=lambda: time.sleep(60), daemon=False).start()\n" + HONEST),
+    "inverse_square": (TACO, "def inverse_square(x):\n    return 1 / (x * x)\n"),
+    "is_even": (TRUTH, "class Solution:\n    def isEven(self, n):\n        return n % 2 == 0\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(HONEST_ANSWERS))
+def test_honest_answers_pass_the_harness(cheat_scores, name):
+    s = cheat_scores[0][f"honest:{name}"]
+    assert (s.acc, s.score, s.reason) == (1.0, 1.0, "tests pass"), s
+
+
+@pytest.mark.parametrize("name", list(CHEATS))
+def test_cheat_scores_zero(cheat_scores, name):
+    s = cheat_scores[0][name]
+    assert s.acc == 0.0 and s.score == 0.0, (name, s)
+    assert CHEATS[name][2] in s.reason, (name, s.reason)
+    assert "tests pass" not in s.reason
+
+
+def test_cheats_are_bounded_by_the_wall_clock(cheat_scores):
+    assert cheat_scores[1] < 6 * LIMITS.wall_s
+
+
+# stdin/stdout tests: the expected output never enters the sandbox and the output decides;
+# printing the right output is what a solution does, so the tricks are about status and timing.
+STDIO_CHEATS = {
+    "os_exit_zero_after_wrong_output": "print(0, flush=True)\nimport os\nos._exit(0)\n",
+    "sys_exit_zero_before_output": "import sys\nsys.exit(0)\nprint(5)\n",
+    "print_success_markers": "print('tests pass')\nprint('ok')\nprint('PASS')\n",
+    "hard_code_the_first_test": "print(5)\n",
+    "atexit_prints_the_first_answer": "import atexit\natexit.register(lambda: print(5))\n",
+    "kill_the_parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(1, signal.SIGKILL)\nprint(5)\n",
+    "right_output_then_crash": "a, b = map(int, input().split())\nprint(a + b, flush=True)\nraise SystemExit(1)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def stdio_scores(verifier):
+    items = [("codegen__taco", f"```python\n{code}```", STDIO2, {}) for code in STDIO_CHEATS.values()]
+    items.append(("codegen__taco", "```python\na, b = map(int, input().split())\nprint(a + b, flush=True)\n"
+                                   "import os\nos._exit(0)\n```", STDIO2, {}))
+    return dict(zip(list(STDIO_CHEATS) + ["honest"], verifier.score_batch(items)))
+
+
+@pytest.mark.parametrize("name", list(STDIO_CHEATS))
+def test_stdio_cheat_scores_zero(stdio_scores, name):
+    s = stdio_scores[name]
+    assert s.acc == 0.0 and s.reason.startswith("test ") and "pass" not in s.reason, (name, s)
+
+
+def test_stdio_honest_answer_passes_even_if_it_exits_hard(stdio_scores):
+    assert stdio_scores["honest"].acc == 1.0 and stdio_scores["honest"].reason == "2 tests pass"
