@@ -218,8 +218,8 @@ CHEATS = {
     "background_thread_exits": (LEET, "import os, threading, time\ndef late():\n    time.sleep(0.05)\n    print('PASS')\n"
                                       "    os._exit(0)\nthreading.Thread(target=late).start()\n" + IN_CALL.format("time.sleep(0.3); return [0, 0]"),
                                 "exited during a call"),
-    "forked_child_lingers": (LEET, "import os, time, signal\nif os.fork() == 0:\n    time.sleep(0.1)\n"
-                                   "    os.kill(os.getppid(), signal.SIGKILL)\n    os._exit(0)\n" + WRONG, FAILED),
+    "forked_child_lingers": (LEET, "import os, time\nif os.fork() == 0:\n    time.sleep(0.2)\n"
+                                   "    print('0' * 32 + ' PASS', flush=True)\n    os._exit(0)\n" + WRONG, FAILED),
     "frames_and_gc_for_the_tests": (LEET, "import sys, gc, inspect\nfound = []\nf = sys._getframe()\nwhile f:\n"
                                           "    found += [v for v in f.f_locals.values() if isinstance(v, str) and 'check(' in v]\n"
                                           "    f = f.f_back\nfound += [o for o in gc.get_objects() if isinstance(o, str) and 'check(' in o]\n"
