@@ -13,37 +13,42 @@ the header the app's ``default_model_id`` is used. A model id names a folder und
 or ``-``, starting with a letter or digit, so no path can escape the root. A hub id or an
 absolute path is a model id only when listed verbatim in ``allowed_ids``.
 
-A ``POST /score`` is checked in this order, each check before any work of the next; every
-refusal is JSON ``{"detail": "<field>: <message>", "errors": [{"field", "message"}]}``:
+A ``POST /score`` is checked in this order, each check before any work of the next (the
+body is not read until the headers pass); every refusal is JSON
+``{"detail": "<field>: <message>; ...", "errors": [{"field": ..., "message": ...}, ...]}``:
 
-=====  ======================================================================================
-401    with ``token`` set: no ``Authorization`` header, or one other than exactly
-       ``Bearer <token>`` (the scheme is case-insensitive, as RFC 7235 says; a bare token is
-       refused). Checked before the body is read, so a malformed body without a token is 401.
-422    no model id (no header and no ``default_model_id``); a model id longer than 128
-       characters or with other characters (``/``, ``..``, spaces ...): field ``model_id``.
-404    a well-formed model id with no checkpoint under ``checkpoint_root``.
-413    a body over ``max_body_bytes`` (``Content-Length``, or counted while it streams in);
-       more than ``max_items`` items (field ``body.items``); a prompt or a response longer
-       than ``max_prompt_chars`` / ``max_response_chars`` (field ``body.items.<i>.prompt``).
-       The message names the limit and its value. Sizes are checked before tokenisation.
-422    a body that is not JSON or not UTF-8 (field ``body``); a malformed body (pydantic's
-       message for the field, e.g. ``body.items.0.response: Field required``; no items);
-       text a tokenizer cannot take, such as an unpaired surrogate ``"\\ud800"``
-       (field ``body.items.<i>.<prompt|response>``). A bad request fails alone, never the
-       batch it would have joined.
-=====  ======================================================================================
+1. 401 ``authorization`` (with ``token`` set): no ``Authorization`` header, or one other than
+   exactly ``Bearer <token>`` (the scheme is case-insensitive, as RFC 7235 says; a bare
+   token, another scheme or extra spaces are refused). So a malformed body without the
+   token is 401, not 422.
+2. 422 ``model_id``: no model id (no header and no ``default_model_id``); a model id over 128
+   characters, or with characters other than letters, digits, ``.``, ``_``, ``-`` (``/``,
+   ``..``, spaces ...). 404 ``model_id``: a well-formed id with no checkpoint under
+   ``checkpoint_root``.
+3. 413 ``body``: more than ``max_body_bytes`` (``Content-Length``, or counted as it streams).
+4. 422 ``body``: not UTF-8, not JSON. 413 ``body.items``: more than ``max_items`` items
+   (counted before they are validated). 422 for a malformed body, with pydantic's message
+   for the field (``body.items.0.response: Field required``; no items).
+5. 413 ``body.items.<i>.prompt`` / ``.response``: a text longer than ``max_prompt_chars`` /
+   ``max_response_chars``; the message names the limit and its value. Checked before any
+   tokenisation.
+6. 422 ``body.items.<i>.prompt`` / ``.response``: text a tokenizer cannot take, such as an
+   unpaired surrogate (JSON ``"\\ud800"``); checked before the request joins a batch. If a
+   batch fails anyway, its requests are scored one by one and only the failing ones get
+   an error (422 naming the field the tokenizer refuses, else 500): a bad request never
+   fails the requests it was batched with.
 
 Limits (``RMAppArgs``; ``GET /healthz`` shows them):
 
 - ``max_body_bytes`` (32 MiB): the JSON body.
 - ``max_items`` (4096, ``MAX_ITEMS``): items per request.
-- ``max_prompt_chars`` / ``max_response_chars`` (None: ``4 x`` the checkpoint's context
-  length, its config's ``max_position_embeddings``; 32,768 tokens if it has none). Four
-  characters a token is about what BPE tokenizers average and four times what the tiny
-  ladder's character tokenizer uses, so text that fits the context always passes while one
-  item can cost at most a few contexts' worth of compute: 256 characters for the tiny
-  ladder's 64 positions, 524,288 for R1-Distill-Qwen's 131,072. Give a number to override.
+- ``max_prompt_chars`` / ``max_response_chars`` (None: ``CHARS_PER_TOKEN`` = 4 times the
+  checkpoint's context length, the ``max_position_embeddings`` of its config, or 32,768
+  tokens if it names none). BPE tokenizers average about four characters a token and the
+  tiny ladder's character tokenizer one, so a text that fits the context passes, while one
+  item costs at most a few contexts' worth of compute: 256 characters for the tiny ladder's
+  64 positions (a 2 MB string used to hold a replica for 50 s), 524,288 for the 131,072 of
+  R1-Distill-Qwen. A number overrides it.
 - ``max_forward_chars`` (262,144): padded characters per forward pass. The items of a batch
   are sorted by length and grouped so that ``group size x longest item <= max_forward_chars``
   (an item longer than that goes alone): a short item is never padded to a long one's length
@@ -260,6 +265,29 @@ def _result(value):
     return value
 
 
+async def score_isolating(run, tok, requests: list[tuple[list[dict], str, int]]) -> list[list[float] | Exception]:
+    """Scores of each request ``(items, where, offset)`` with one ``await run(items)``; if that
+    fails, each request is scored alone and those that still fail get their own exception
+    (a 422 naming the field the tokenizer refuses, else a RuntimeError), so one bad request
+    cannot fail the others."""
+    try:
+        scores = await run([it for items, _, _ in requests for it in items])
+    except Exception:                   # noqa: BLE001 - find the requests at fault
+        out: list[list[float] | Exception] = []
+        for items, where, offset in requests:
+            try:
+                out.append(await run(items))
+            except Exception as exc:    # noqa: BLE001
+                out.append(tokenizer_error(tok, items, where, offset)
+                           or RuntimeError(f"scoring failed: {type(exc).__name__}: {exc}"))
+        return out
+    out, pos = [], 0
+    for items, _, _ in requests:
+        out.append(scores[pos:pos + len(items)])
+        pos += len(items)
+    return out
+
+
 def _context_of(config: dict) -> int:
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         if isinstance(config.get(key), int) and config[key] > 0:
@@ -343,22 +371,11 @@ class RewardModel:
         for model_id in dict.fromkeys(r[0] for r in requests):
             idx = [i for i, r in enumerate(requests) if r[0] == model_id]
             model, tok = await self.get_model(model_id)
-            items = [it for i in idx for it in requests[i][1]]
-            try:
-                scores = await loop.run_in_executor(self.pool, self._forward, model, tok, items)
-            except Exception:           # noqa: BLE001 - find the request at fault, fail only it
-                for i in idx:
-                    _, its, where, offset = requests[i]
-                    try:
-                        out[i] = await loop.run_in_executor(self.pool, self._forward, model, tok, its)
-                    except Exception as exc:  # noqa: BLE001
-                        out[i] = tokenizer_error(tok, its, where, offset) or RuntimeError(
-                            f"scoring failed: {type(exc).__name__}: {exc}")
-                continue
-            pos = 0
-            for i in idx:
-                n = len(requests[i][1])
-                out[i], pos = scores[pos:pos + n], pos + n
+
+            def run(items, model=model, tok=tok):
+                return loop.run_in_executor(self.pool, self._forward, model, tok, items)
+            for i, res in zip(idx, await score_isolating(run, tok, [requests[i][1:] for i in idx])):
+                out[i] = res
         return out
 
     async def _score(self, model_id: str, items: list[dict], where: str) -> list[float]:

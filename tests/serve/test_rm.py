@@ -340,6 +340,33 @@ def test_pure_checks_name_the_field_and_the_limit():
     assert (back.status_code, back.errors, back.detail) == (413, [("body", "too big")], "body: too big")
 
 
+def test_a_failing_batch_fails_only_the_requests_at_fault():
+    """If a batch's forward fails, each request is scored alone: the good ones get their
+    scores, one whose text the tokenizer refuses a 422 naming the field (offset by its chunk),
+    one that fails otherwise its own error."""
+    import asyncio
+
+    from serve.app import Rejected, score_isolating
+
+    def tok(text, **kw):
+        if "\x00" in text:
+            raise ValueError("no NUL")
+        return {"input_ids": [1] * len(text)}
+
+    async def run(items):
+        if any("\x00" in it["prompt"] + it["response"] or it["response"] == "oom" for it in items):
+            raise RuntimeError("forward failed")
+        return [float(len(it["response"])) for it in items]
+    ok = ([{"prompt": "p", "response": "ab"}, {"prompt": "p", "response": "abc"}], "body.items", 0)
+    nul = ([{"prompt": "p", "response": "a"}, {"prompt": "p", "response": "x\x00"}], "body.items", 32)
+    oom = ([{"prompt": "p", "response": "oom"}], "items", 0)
+    out = asyncio.run(score_isolating(run, tok, [ok, nul, oom, ok]))
+    assert out[0] == out[3] == [2.0, 3.0]
+    assert isinstance(out[1], Rejected) and out[1].status_code == 422 and out[1].errors[0][0] == "body.items.33.response"
+    assert isinstance(out[2], RuntimeError) and "forward failed" in str(out[2])
+    assert asyncio.run(score_isolating(run, tok, [ok, ok])) == [[2.0, 3.0], [2.0, 3.0]]
+
+
 def test_tokenizer_errors_name_the_item_and_field(trained):
     from serve.app import tokenizer_error
     from serve.rm_model import load_rm
