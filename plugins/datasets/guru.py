@@ -18,6 +18,8 @@ file) say ``stem_web`` and carry no ``reward_model.style``; the ARC files
 (``logic__arcagi1/2``, ``logic__barc``) may say ``simulation__arcagi1`` / ``simulation__barc``;
 the puzzle files say ``logic__zebra_puzzle_dataset`` and the like. A row is valid when its
 ``data_source`` belongs to its file's domain; ``extra_info["source"]`` is the file's source.
+For CodeIO input predictions the loader keeps the prompt's reference code and given output
+in ``extra_info["codeio"]``, so the verifier can accept any input that produces it.
 
 The compressed variant (``LLM360/guru-RL-92k-extra-info-compressed``) keeps one schema across
 files by storing ``extra_info`` / ``reward_model`` as strings: plain JSON, or JSON that is
@@ -60,7 +62,7 @@ from core.errors import UserError
 from core.grading import UNGRADED, difficulty_level
 from core.hookspecs import hookimpl
 from core.specs import DatasetSpec
-from plugins.rewards.guru import DATA_SOURCE_PREFIXES, domain_of
+from plugins.rewards.guru import DATA_SOURCE_PREFIXES, codeio_task, domain_of
 
 HUB_ID = "LLM360/guru-RL-92k"
 DOMAINS = ("math", "codegen", "logic", "simulation", "table", "stem")
@@ -185,6 +187,10 @@ def _check_row(row: dict, domain: str, source: str | None = None) -> tuple[dict 
         return None, errs
     rate = next((rates[c] for c in PASS_RATE_COLUMNS if c in rates), None)
     extra = dict(extra)
+    if domain == "simulation" and "codeio" not in extra:     # lets the verifier check any feasible input
+        task = codeio_task(prompt[0]["content"])
+        if task:
+            extra["codeio"] = task
     extra.update(domain=domain, source=source or ds.split("__", 1)[-1], pass_rate=rate,
                  pass_rate_source=next((c for c in PASS_RATE_COLUMNS if c in rates), None),
                  difficulty=difficulty_level(rate))

@@ -12,7 +12,9 @@ thinking are never read. What each domain checks (the forms the Guru prompts ask
 
 - ``math`` (prompt: "output the final answer within \\boxed{}"): the last ``\\boxed{}``
   against the ground truth with ``math-verify`` (symbolic and numeric equivalence; ``0.5``
-  is not ``50``); a percent sign on one side only is dropped. math-verify's timeouts use
+  is not ``50``; its unit stripping, which made ``2t`` equal ``2``, is off and only
+  ``\\text{}`` units after a number are dropped); a percent sign on one side only is
+  dropped. math-verify's timeouts use
   ``signal.alarm``, which fails outside a main thread (verl runs scorers in threads), so
   every check runs in a worker *process* of a pool, where it is the main thread; a worker
   that does not answer in time (``2 x timeout_s`` per check, +10 s) is killed and its checks
@@ -40,9 +42,11 @@ thinking are never read. What each domain checks (the forms the Guru prompts ask
   of those (or an ``<answer>`` tag) that parses, with or without the key and the braces
   around it, against the ground truth ``"output": <json>`` / ``"input": {...}``; the wrong
   key scores 0; JSON-looking strings and ``"true"``/``"false"`` compare as the values they
-  spell (as Reasoning360 does), floats within 1e-6. An input prediction is compared with
-  the reference input, so a different input that also works scores 0 (the record carries
-  no code to run).
+  spell (as Reasoning360 does), floats within 1e-6. An input prediction that is not the
+  reference input is right when the prompt's reference code (``main_solution``, kept in
+  ``extra_info["codeio"]`` by the loader) run in the sandbox on it returns the given output
+  - the prompt asks for *a* feasible input; without that code it scores 0. With no box or
+  fence, a ``{"output": ...}`` object in the text is read (as Reasoning360 does).
 - ``table`` (HiTab / MultiHierTT: "output the final answer within \\boxed{}. If there are
   multiple answers, please output them separated by |"): numbers within a relative 1e-3
   after ``$``, ``\\$``, thousands separators and trailing unit words are dropped; ``45%``
@@ -50,13 +54,16 @@ thinking are never read. What each domain checks (the forms the Guru prompts ask
   strings normalised (case, ``\\text{}``, spacing, trailing period). Several answers
   (ground truth ``a|b|c``) match in any order, separated by ``|`` (or ``;`` or ``,``).
 - ``stem`` (WebInstruct: "output the final answer within \\boxed{}"): the last
-  ``\\boxed{}`` matches when the normalised strings are equal; else, when both are one
-  number with an optional unit (``2.5\\ \\text{m/s}^2``, ``6.02e23`` = ``6.02 \\times
-  10^{23}``, ``-0.75\\,\\text{V}``, ``30^\\circ``), when the numbers agree to the precision
-  written (``_answers.close_enough``) and the units agree up to an SI prefix (a unit
-  missing on one side is accepted); else math-verify. An LLM judge over an
-  OpenAI-compatible ``/v1/chat/completions`` URL (``judge_url``) is asked only when the
-  rules fail; it is off by default.
+  ``\\boxed{}`` (else ``<answer>``) matches when the normalised strings are equal
+  (``\\text{H}_2\\text{O}`` = ``H2O``); else, when both are one number with an optional
+  unit (``2.5\\ \\text{m/s}^2``, ``6.02e23`` = ``6.02 \\times 10^{23}``, ``-0.75\\,\\text{V}``,
+  ``30^\\circ``, ``v = 2.5 m/s``), when the numbers agree to the precision written
+  (``_answers.close_enough``: ``0.3612`` for ``0.36``, ``8645.1`` for ``8645.09``, not
+  ``0.54`` for ``0.5``) after converting units of the same SI dimensions (``2500 J`` =
+  ``2.5 kJ``, ``60 km/h`` = ``16.7 m/s``, ``mol/L`` = ``M``; a unit missing on one side is
+  accepted, different dimensions are not); else math-verify (``\\frac{mv^2}{2}`` =
+  ``\\frac{1}{2}mv^2``). An LLM judge over an OpenAI-compatible ``/v1/chat/completions``
+  URL (``judge_url``) is asked only when the rules fail; it is off by default.
 
 Where Reasoning360's own scorers are wrong we stay right: they read answers inside
 ``<think>``, take CodeIO's first code block, compare zebra cells and people's names in
@@ -436,6 +443,48 @@ def codeio_gold(gt: Any) -> tuple[str | None, Any]:
     return None, value
 
 
+def codeio_task(prompt: str) -> dict | None:
+    """For a CodeIO input prediction: the reference code and the given output, read from
+    the prompt Reasoning360 writes ("Given the following output: ... Tip: Here is a
+    reference code snippet ... <code>"), so a different input that also produces the given
+    output can be checked by running the code. None for other prompts."""
+    if not isinstance(prompt, str):
+        return None
+    given = re.search(r"Given the following output:\s*\n(.*?)\nCan you predict a feasible input", prompt, re.DOTALL)
+    code = re.search(r"not copy spans of code directly\.\s*\n(.*?)\s*(?:Please output the final answer within ```json```)?\s*$",
+                     prompt, re.DOTALL)
+    if not given or not code or "def main_solution" not in code.group(1):
+        return None
+    return {"refcode": code.group(1), "given_output": given.group(1).strip()}
+
+
+_RUN_INPUT = """
+import json as _json, sys as _sys
+_args = _json.loads({args!r})
+_out = main_solution(**_args)
+_sys.stdout.flush()
+print({marker!r} + _json.dumps(_out), flush=True)
+"""
+
+
+def _feasible_input_plan(body: str, got: dict, task: dict) -> Plan:
+    """Run the reference code on the answer's input; right when it returns the given output."""
+    marker = secrets.token_hex(8) + ":"
+    program = task["refcode"] + "\n" + _RUN_INPUT.format(args=json.dumps(got), marker=marker)
+    ok_given, given = parse_literal(task["given_output"])
+
+    def finish(_, results):
+        res = results[0]
+        line = next((ln[len(marker):] for ln in reversed(res.stdout.splitlines()) if ln.startswith(marker)), None)
+        if not res.ok or line is None:
+            return False, f"not the reference input, and the reference code failed on it: {res.reason}"
+        ok_out, out = parse_literal(line)
+        if ok_out and ok_given and close(_codeio_norm(out), _codeio_norm(given)):
+            return True, "a different input that gives the same output"
+        return False, "wrong input: the reference code gives a different output"
+    return Plan(body, 1.0, programs=[(program, "")], finish=finish)
+
+
 def plan_simulation(response: str, gt: Any, extra: dict, judge=None) -> Plan:
     text, why = final_text(response)
     if text is None:
@@ -444,6 +493,7 @@ def plan_simulation(response: str, gt: Any, extra: dict, judge=None) -> Plan:
     found += [(pos, body) for pos, lang, body in fenced_blocks(text) if lang in ("json", "", "python", "py")]
     found += answer_tags(text)
     key, want = codeio_gold(gt)
+    chosen = None
     for _, body in sorted(found, key=lambda x: x[0], reverse=True):   # the last that parses
         ok, got = _keyed(body)
         if not ok:
@@ -454,14 +504,21 @@ def plan_simulation(response: str, gt: Any, extra: dict, judge=None) -> Plan:
                 got = got[key]
             elif set(got) == {other}:
                 return _done(body, False, "", f"answered {other!r}, the question asks for {key!r}")
-        ok = close(_codeio_norm(got), _codeio_norm(want))
-        return _done(body, ok, "value matches", "wrong value")
-    keyed = [d for d in literal_spans(text, "{") if isinstance(d, dict) and key in d] if key else []
-    if keyed:             # no box or fence, but a {"output": ...} object in the text (Reasoning360 reads it)
-        got = keyed[-1][key]
-        ok = close(_codeio_norm(got), _codeio_norm(want))
-        return _done(json.dumps(keyed[-1]), ok, "value matches", "wrong value")
-    return _no_answer("\\boxed{\"output\": ...}, ```json``` or <answer> answer that parses")
+        chosen = (body, got)
+        break
+    if chosen is None:
+        keyed = [d for d in literal_spans(text, "{") if isinstance(d, dict) and key in d] if key else []
+        if not keyed:      # no box or fence: a {"output": ...} object in the text (Reasoning360 reads it)
+            return _no_answer("\\boxed{\"output\": ...}, ```json``` or <answer> answer that parses")
+        chosen = (json.dumps(keyed[-1]), keyed[-1][key])
+    body, got = chosen
+    if close(_codeio_norm(got), _codeio_norm(want)):
+        return _done(body, True, "value matches", "")
+    task = extra.get("codeio") if isinstance(extra.get("codeio"), dict) else codeio_task(extra.get("prompt_text", ""))
+    if key == "input" and isinstance(got, dict) and task and isinstance(task.get("refcode"), str) \
+            and isinstance(task.get("given_output"), str):
+        return _feasible_input_plan(body, got, task)
+    return _done(body, False, "", "wrong value")
 
 
 # codegen ------------------------------------------------------------------------------------------

@@ -58,6 +58,17 @@ def test_released_data_source_names_load_in_their_files(folder):
                for row in arc["reward_model"]["ground_truth"])
 
 
+def test_codeio_input_predictions_keep_the_reference_code(folder):
+    """So the verifier can accept any input that gives the shown output."""
+    recs = guru.load("train", 40, domains=("simulation",), path=str(folder))
+    inputs = [r for r in recs if str(r["reward_model"]["ground_truth"]).startswith('"input"')]
+    outputs = [r for r in recs if str(r["reward_model"]["ground_truth"]).startswith('"output"')]
+    assert inputs and outputs
+    assert all("def main_solution" in r["extra_info"]["codeio"]["refcode"] for r in inputs)
+    assert all(json.loads(r["extra_info"]["codeio"]["given_output"]) for r in inputs)
+    assert not any("codeio" in r["extra_info"] for r in outputs)
+
+
 def test_compressed_variant_decodes_to_the_same_records(folder, compressed):
     plain = guru.load("train", 60, domains=("codegen", "logic"), path=str(folder), seed=3)
     packed = guru.load("train", 60, domains=("codegen", "logic"), path=str(compressed), seed=3)

@@ -229,6 +229,18 @@ SIMULATION = [
     (OUT, "```json\n```", M),
 ]
 
+# an input prediction with several feasible inputs: the reference code decides (extra_info["codeio"])
+MOD3 = {"codeio": {"refcode": "def main_solution(n):\n    return {'rest': n % 3}\n", "given_output": '{"rest": 1}'}}
+SIM_FEASIBLE = [
+    ('"input": {"n": 1}', '\\boxed{"input": {"n": 1}}', R),
+    ('"input": {"n": 1}', '\\boxed{"input": {"n": 7}}', R),                 # Reasoning360 scores this 0
+    ('"input": {"n": 1}', '```json\n{"n": 10}\n```', R),
+    ('"input": {"n": 1}', '\\boxed{"input": {"n": 2}}', W),
+    ('"input": {"n": 1}', '\\boxed{"input": {"n": "seven"}}', W),           # the reference code raises
+    ('"input": {"n": 1}', '\\boxed{"input": {"m": 4}}', W),
+    ('"input": {"n": 1}', think('\\boxed{"input": {"n": 4}}') + '\\boxed{"input": {"n": 5}}', W),
+]
+
 # --- table: \boxed{}, several answers separated by | -------------------------------------------
 T, MH = "table__hitab", "table__multihier"
 TABLE = [
@@ -312,6 +324,7 @@ ALL = ([("math", ("math__combined", gt, resp, want, {})) for gt, resp, want in M
           for gt, resp, want, extra in CODEGEN]
        + [("logic", (ds, gt, resp, want, {})) for ds, gt, resp, want in LOGIC]
        + [("simulation", (S, gt, resp, want, {})) for gt, resp, want in SIMULATION]
+       + [("simulation", (S, gt, resp, want, MOD3)) for gt, resp, want in SIM_FEASIBLE]
        + [("table", (ds, gt, resp, want, {})) for ds, gt, resp, want in TABLE]
        + [("stem", (W_ if i % 2 else "stem__web", gt, resp, want, {"question": "q"}))
           for i, (gt, resp, want) in enumerate(STEM)])
