@@ -173,6 +173,11 @@ def _short(text: str, n: int = 40) -> str:
     return repr(text if len(text) <= n else text[:n] + "...")
 
 
+def _too_many(where: str, n: int, max_items: int) -> Rejected:
+    return Rejected(413, (where, f"{n} items, more than max_items={max_items} per request; "
+                                 "send them in several requests"))
+
+
 def check_model_id(model_id: str, allowed_ids: list[str] = ()) -> None:
     """422 unless ``model_id`` is in ``allowed_ids`` or a plain folder name."""
     if model_id in allowed_ids:
@@ -195,8 +200,7 @@ def parse_body(raw: bytes, max_items: int) -> Any:
     except (ValueError, RecursionError) as exc:
         raise Rejected(422, ("body", f"not valid JSON: {str(exc)[:200]}")) from None
     if isinstance(obj, dict) and isinstance(obj.get("items"), list) and len(obj["items"]) > max_items:
-        raise Rejected(413, ("body.items", f"{len(obj['items'])} items, more than max_items={max_items} "
-                                           "per request; send them in several requests"))
+        raise _too_many("body.items", len(obj["items"]), max_items)
     try:
         return [it.model_dump() for it in ScoreRequest.model_validate(obj).items]
     except ValidationError as exc:
@@ -210,8 +214,7 @@ def check_items(items: list[dict], max_items: int, max_chars: dict[str, int], wh
     """413 for too many items or a text over its limit, then 422 for text no tokenizer takes
     (unpaired surrogates); ``where`` prefixes field names (``body.items`` over HTTP)."""
     if len(items) > max_items:
-        raise Rejected(413, (where, f"{len(items)} items, more than max_items={max_items} per request; "
-                                    "send them in several requests"))
+        raise _too_many(where, len(items), max_items)
     if not items:
         raise Rejected(422, (where, "no items"))
     too_long, bad = [], []
@@ -413,8 +416,7 @@ class RewardModel:
         if not isinstance(items, list):
             raise Rejected(422, ("items", "a list of {prompt, response} is expected"))
         if len(items) > self.args.max_items:     # counted before the items are validated
-            raise Rejected(413, ("items", f"{len(items)} items, more than max_items={self.args.max_items} "
-                                          "per request; send them in several requests"))
+            raise _too_many("items", len(items), self.args.max_items)
         try:
             items = [it.model_dump() for it in _ITEMS.validate_python(items)]
         except ValidationError as exc:

@@ -310,14 +310,16 @@ def test_pure_checks_name_the_field_and_the_limit():
     limits = {"prompt": 10, "response": 5}
     with pytest.raises(Rejected) as e:
         check_items([{"prompt": "p", "response": "r"}, {"prompt": "p", "response": "123456"}], 8, limits, "body.items")
-    assert e.value.status_code == 413 and e.value.errors == [("body.items.1.response", "6 characters, more than max_response_chars=5")]
+    assert e.value.status_code == 413
+    assert e.value.errors == [("body.items.1.response", "6 characters, more than max_response_chars=5")]
     with pytest.raises(Rejected) as e:
         check_items([{"prompt": "a\ud800", "response": "r"}], 8, limits)
     assert e.value.status_code == 422 and e.value.errors[0][0] == "items.0.prompt" and "surrogate" in e.value.detail
     with pytest.raises(Rejected, match="max_items=2") as e:
         parse_body(json.dumps({"items": [{"prompt": "p", "response": "r"}] * 3}).encode(), 2)
     assert e.value.status_code == 413
-    for raw, field in ((b"{", "body"), (b'["x"]', "body"), (b'{"items": [{"prompt": 1, "response": "r"}]}', "body.items.0.prompt"),
+    for raw, field in ((b"{", "body"), (b'["x"]', "body"),
+                       (b'{"items": [{"prompt": 1, "response": "r"}]}', "body.items.0.prompt"),
                        (b"[" * 100_000, "body"), (b'{"items": "\xff"}', "body")):
         with pytest.raises(Rejected) as e:
             parse_body(raw, 10)
@@ -387,7 +389,8 @@ def test_requests_larger_than_a_batch_are_split_in_order(cluster, trained):
         assert r.status_code == 200, r.text[:500]
         assert r.json()["scores"] == pytest.approx(want[:n], abs=1e-4)
     r = _post(url, items + items[:1], key=key)
-    assert r.status_code == 413 and _errors(r) == {"body.items": "4097 items, more than max_items=4096 per request; send them in several requests"}
+    assert r.status_code == 413 and _errors(r) == {
+        "body.items": "4097 items, more than max_items=4096 per request; send them in several requests"}
     r = _post(cluster["urls"]["s"], items[:101], key=trained["s"]["key"], token="sekrit")
     assert r.status_code == 413 and "max_items=100" in r.json()["detail"]
 
