@@ -67,9 +67,27 @@ class DatasetSpec(_Spec):
 
 @dataclass(frozen=True)
 class EnvironmentSpec(_Spec):
-    """A multi-turn text environment (LMRL-Gym style)."""
+    """A multi-turn text environment (LMRL-Gym style); its factory follows
+    ``core.protocols.Environment``. ``max_turns`` is the most turns any level allows (size
+    rollout buffers by it; each live env has its own ``max_turns``); ``options`` the keyword
+    options the factory accepts; ``levels`` the values of its ``level`` option, easiest first,
+    and ``knob`` what the level sets; ``expert(env) -> action`` the next action of a winning
+    policy given the live env (it may read the hidden state), or None."""
 
     max_turns: int = 1
+    options: tuple[str, ...] = ()
+    levels: tuple[int, ...] = ()
+    knob: str = ""
+    expert: Callable[[Any], str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_turns < 1:
+            raise ValueError(f"environment {self.name!r}: max_turns must be >= 1")
+        if self.levels and "level" not in self.options:
+            raise ValueError(f"environment {self.name!r}: levels given but `level` is not an option")
+        if self.expert is not None and not callable(self.expert):
+            raise TypeError(f"environment {self.name!r}: expert must be callable or None")
 
 
 SPEC_TYPES: dict[str, type[_Spec]] = {
