@@ -15,21 +15,40 @@ from pathlib import Path
 
 from core.config import Size
 
-PAD, EOS, BOS = "<pad>", "<eos>", "<bos>"
-# Printable ASCII without the whitespace controls; every character is one token.
-CHARS = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"]
+# Qwen2.5-Instruct's special tokens: <|endoftext|> pads, <|im_end|> ends a turn (and is the
+# EOS generation stops at), <|im_start|> opens one; there is no BOS. verl's Qwen rollout
+# tokenisation needs both ChatML markers and "\n" as one token.
+PAD, IM_END, IM_START = "<|endoftext|>", "<|im_end|>", "<|im_start|>"
+# Printable ASCII without the whitespace controls, plus the newline: one token per character.
+CHARS = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"] + ["\n"]
+# ChatML, as Qwen2/2.5 write it: every turn is <|im_start|>role\ncontent<|im_end|>\n and the
+# generation prompt opens the assistant's turn.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+# Bump when the tokenizer changes: cached tiny models carry it in their folder name.
+TOKENIZER_VERSION = 2
+
+
+def _byte_level(c: str) -> str:
+    """Byte-level BPE's spelling of an ASCII character (space is \u0120, newline \u010a)."""
+    return {" ": "\u0120", "\n": "\u010a"}.get(c, c)
 
 
 def build_char_tokenizer():
-    """A character-level Qwen2 tokenizer: Qwen2's byte-level BPE with no merges and a vocabulary
-    of the printable ASCII characters, so every character is one token. Being a real
-    ``Qwen2Tokenizer``, it round-trips through ``save_pretrained`` / ``AutoTokenizer`` as is."""
+    """A character-level Qwen2 tokenizer: Qwen2's byte-level BPE with no merges, a vocabulary
+    of the printable ASCII characters and the newline (every character is one token), the
+    ChatML markers as special tokens and a ChatML chat template. Being a real
+    ``Qwen2Tokenizer``, it round-trips through ``save_pretrained`` / ``AutoTokenizer`` as is,
+    and a prompt is the same token sequence on the local backend and in verl."""
     from transformers import Qwen2Tokenizer
-    # Byte-level BPE spells a space as "\u0120"; the other printable ASCII bytes are themselves.
-    vocab = {tok: i for i, tok in enumerate([PAD, EOS, BOS, *(c if c != " " else "\u0120"
-                                                              for c in CHARS)])}
-    return Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=PAD, eos_token=EOS,
-                          pad_token=PAD, bos_token=BOS, padding_side="left")
+    vocab = {tok: i for i, tok in enumerate([PAD, IM_END, IM_START, *map(_byte_level, CHARS)])}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=PAD, eos_token=IM_END,
+                         pad_token=PAD, bos_token=None, padding_side="left",
+                         additional_special_tokens=[IM_START, IM_END])
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
 
 
 def qwen2_config(size: Size, vocab_size: int):
@@ -39,7 +58,7 @@ def qwen2_config(size: Size, vocab_size: int):
         vocab_size=vocab_size, hidden_size=a.hidden_size, num_hidden_layers=a.num_layers,
         num_attention_heads=a.num_heads, num_key_value_heads=a.num_kv_heads,
         intermediate_size=a.intermediate_size, max_position_embeddings=a.max_position_embeddings,
-        tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=None,
         use_cache=True)
 
 
@@ -84,7 +103,8 @@ def model_source(size: Size, cache_dir: Path, seed: int = 0) -> str:
     if size.path is not None:
         return size.path
     a = size.arch
-    name = f"qwen2-h{a.hidden_size}-l{a.num_layers}-a{a.num_heads}-kv{a.num_kv_heads}-i{a.intermediate_size}-s{seed}"
+    name = (f"qwen2-h{a.hidden_size}-l{a.num_layers}-a{a.num_heads}-kv{a.num_kv_heads}"
+            f"-i{a.intermediate_size}-t{TOKENIZER_VERSION}-s{seed}")
     return str(init_tiny(size, Path(cache_dir) / "models" / name, seed))
 
 
@@ -96,3 +116,13 @@ def load(source: str, dtype: str = "float32"):
     tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
     return model, tokenizer
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> str:
+    """The text a chat model is prompted with: ``messages`` (a record's ``prompt``) through
+    the tokenizer's chat template, with the assistant's turn opened. verl renders prompts the
+    same way, so a prompt is the same token sequence on either backend."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
+                         "the platform prompts every model through one (verl does too)")
+    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)

@@ -66,7 +66,7 @@ def build_pairs(cfg: Config, policy_source: str, log=print) -> tuple[list[dict],
 
     def sample_fn(batch, n):
         with torch.no_grad():
-            return ro.sample(model, tok, [ro.prompt_text(r) for r in batch], n,
+            return ro.sample(model, tok, ro.render(tok, batch), n,
                              cfg.rl.max_new_tokens, cfg.rl.temperature, cfg.rl.top_p).texts
 
     def correct_fn(batch, texts, n):

@@ -2,7 +2,8 @@
 (``AutoModelForSequenceClassification``, ``num_labels=1``), trained on preference pairs and
 saved in Hugging Face format, so a tiny CPU checkpoint and a hub backbone load the same way.
 
-The text scored is what the policy sees and writes: ``<bos> + prompt + response + <eos>``;
+The text scored is what the policy sees and writes: the prompt through the chat template
+(``core.models.render_prompt``, assistant turn opened), the response and ``<eos>``;
 the reward is the head's output at the last token. Training minimises
 ``-log sigmoid(r(chosen) - r(rejected))``; held-out metrics are pairwise accuracy and the
 expected calibration error (10 bins) of ``sigmoid(margin)`` as the probability that the
@@ -45,7 +46,9 @@ def load_rm(path: str, dtype: str = "float32"):
 
 
 def encode(tok, prompts: list[str], responses: list[str], max_length: int | None = None):
-    texts = [(tok.bos_token or "") + p + r + (tok.eos_token or "") for p, r in zip(prompts, responses)]
+    from core.models import render_prompt
+    texts = [render_prompt(tok, [{"role": "user", "content": p}]) + r + (tok.eos_token or "")
+             for p, r in zip(prompts, responses)]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False,
               truncation=max_length is not None, max_length=max_length)
     return enc["input_ids"], enc["attention_mask"]

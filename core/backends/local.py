@@ -83,7 +83,7 @@ def grade_ungraded(cfg: Config, records: list[dict], base: str, model, tokenizer
 
     def sample_fn(batch, n):
         with torch.no_grad():
-            return ro.sample(model, tokenizer, [ro.prompt_text(r) for r in batch], n,
+            return ro.sample(model, tokenizer, ro.render(tokenizer, batch), n,
                              cfg.rl.max_new_tokens, cfg.eval.temperature, cfg.rl.top_p).texts
 
     grading.grade_with_policy(records, sample_fn, lambda b, t, n: score(reward_fn, b, t, n)[1],
@@ -99,7 +99,7 @@ def evaluate(model, tokenizer, reward_fn, records, cfg: Config, flop_model: Flop
     per = max(1, chunk // n)
     for i in range(0, len(records), per):
         batch = records[i:i + per]
-        roll = ro.sample(model, tokenizer, [ro.prompt_text(r) for r in batch], n,
+        roll = ro.sample(model, tokenizer, ro.render(tokenizer, batch), n,
                          cfg.rl.max_new_tokens, cfg.eval.temperature, cfg.rl.top_p)
         _, acc = score(reward_fn, batch, roll.texts, n)
         correct.append(acc.reshape(len(batch), n))
@@ -196,7 +196,7 @@ def _run(cfg: Config, workdir: Path, resume: Path | None, log, opened: list):
         model.eval()
         prompts = curriculum.batch(step - 1, cfg.rl.prompts_per_step)
         G = cfg.rl.group_size
-        roll = ro.sample(model, tokenizer, [ro.prompt_text(r) for r in prompts], G,
+        roll = ro.sample(model, tokenizer, ro.render(tokenizer, prompts), G,
                          cfg.rl.max_new_tokens, cfg.rl.temperature, cfg.rl.top_p)
         ledger.add("rollout", flop_model.forward(roll.padded_seqlens()))
         rewards, acc = score(reward_fn, prompts, roll.texts, G)

@@ -1,7 +1,8 @@
 """Batched sampling and log-probabilities for causal LMs (Hugging Face ``generate``).
 
-A prompt is ``<bos>`` + its text; a response is the sampled tokens up to and including the
-first ``<eos>``. Batches are left-padded, so position ids are derived from the attention mask
+A prompt is a record's chat messages through the tokenizer's chat template (``core.models.
+render_prompt``, as verl renders them); a response is the sampled tokens up to and including
+the first ``<eos>`` (``<|im_end|>`` for ChatML models). Batches are left-padded, so position ids are derived from the attention mask
 (as ``generate`` does) whenever the model runs outside ``generate``.
 """
 from __future__ import annotations
@@ -38,13 +39,19 @@ class Rollout:
 
 
 def prompt_text(record: dict) -> str:
-    """The text of a record's (single-turn) chat prompt."""
+    """The text of a record's last user message (what a reward model reads as the prompt)."""
     return record["prompt"][-1]["content"]
 
 
+def render(tokenizer, records: list[dict]) -> list[str]:
+    """The prompt strings of ``records`` (chat template applied, assistant turn opened)."""
+    from core.models import render_prompt
+    return [render_prompt(tokenizer, r["prompt"]) for r in records]
+
+
 def encode_prompts(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    enc = tokenizer([tokenizer.bos_token + t for t in texts], return_tensors="pt",
-                    padding=True, add_special_tokens=False)
+    """Left-padded ids of already rendered prompt strings (no special tokens added)."""
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     return enc["input_ids"], enc["attention_mask"]
 
 
@@ -58,7 +65,7 @@ def response_mask_from(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
 @torch.no_grad()
 def sample(model, tokenizer, texts: list[str], n: int, max_new_tokens: int,
            temperature: float, top_p: float = 1.0) -> Rollout:
-    """``n`` samples for each prompt text, rows grouped by prompt (prompt i: rows i*n..i*n+n-1).
+    """``n`` samples for each rendered prompt (``render``), rows grouped by prompt (prompt i: rows i*n..i*n+n-1).
 
     ``top_k=0`` matters: Hugging Face's default top_k=50 would silently truncate a
     character-level vocabulary and change the sampling distribution.

@@ -37,8 +37,8 @@ def base_key(cfg: Config) -> str:
 
 def sft_batch(tokenizer, records: list[dict]):
     """Input ids, attention mask and labels (-100 outside the response) for a batch."""
-    from core.backends.rollout import prompt_text
-    prompts = [tokenizer.bos_token + prompt_text(r) for r in records]
+    from core.backends.rollout import render
+    prompts = render(tokenizer, records)
     full = [p + r["extra_info"]["sft_response"] + tokenizer.eos_token
             for p, r in zip(prompts, records)]
     enc = tokenizer(full, return_tensors="pt", padding=True, add_special_tokens=False)
