@@ -20,7 +20,8 @@ thinking are never read. What each domain checks (the forms the Guru prompts ask
   that does not answer in time (``2 x timeout_s`` per check, +10 s) is killed and its checks
   score 0 ("timed out").
 - ``codegen`` (prompts ask for a ```` ```python ```` block): the last ```` ```python ````
-  block (else the last block without a language) runs in the sandbox (``sandbox.py``)
+  block (else the last block without a language; earlier Python blocks only when they
+  define names it uses, e.g. a helper) runs in the sandbox (``sandbox.py``)
   against the record's tests, a JSON string with either
   ``{"inputs": [...], "outputs": [...]}`` (stdin -> stdout per test, compared token by
   token: numbers within 1e-6, ``yes``/``no`` in any case) or ``{"functional": test_code}``
@@ -52,7 +53,8 @@ thinking are never read. What each domain checks (the forms the Guru prompts ask
   after ``$``, ``\\$``, thousands separators and trailing unit words are dropped; ``45%``
   equals ``45`` and ``0.45`` (a ``%`` on one side only), but ``0.45`` is not ``45``; other
   strings normalised (case, ``\\text{}``, spacing, trailing period). Several answers
-  (ground truth ``a|b|c``) match in any order, separated by ``|`` (or ``;`` or ``,``).
+  (ground truth ``a|b|c``) match in any order, separated by ``|`` (or ``;`` or ``,``);
+  ``1:2`` is 0.5, and an expression for a number (``57+65``) goes to math-verify.
 - ``stem`` (WebInstruct: "output the final answer within \\boxed{}"): the last
   ``\\boxed{}`` (else ``<answer>``) matches when the normalised strings are equal
   (``\\text{H}_2\\text{O}`` = ``H2O``); else, when both are one number with an optional
@@ -71,7 +73,9 @@ ordering puzzles case-sensitively, accept ``50`` for ``0.5`` in math, and ``eval
 answers; a codegen answer there can pass by exiting with status 0.
 
 Every response gets ``format`` (an answer in the expected form was found) and ``acc``
-(correct) separately, and a ``reason``; a malformed response scores 0, never raises.
+(correct) separately, and a ``reason``; a malformed response scores 0, never raises. A
+math or table response whose final text is nothing but a short answer (``825``,
+``57|65``) is read without a box, as Reasoning360 reads it, with format 0.
 ``GuruVerifier.score_batch`` verifies a batch in parallel (math in the process pool, code
 in the sandbox's pool, both at once).
 """
@@ -189,6 +193,21 @@ def _done(pred: Any, ok: bool, yes: str, no: str, fmt: float = 1.0) -> Plan:
     return Plan(None if pred is None else str(pred), fmt, verdict=(ok, yes if ok else no))
 
 
+def _bare_answer(text: str | None) -> str | None:
+    """A final text that is nothing but a short answer (``825``, ``$\\frac{1}{2}$``,
+    ``57|65``): read without a box, as Reasoning360's math and table scorers do, but with
+    format 0 (not the form the prompt asks for)."""
+    if text is None:
+        return None
+    t = text.strip().strip("$").strip()
+    t = re.sub(r"^(?:\*\*)?(?:so\s+|thus\s+|therefore\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[:=]?\s*(?:\*\*)?\s*",
+               "", t, flags=re.IGNORECASE).strip()
+    t = t.strip("$").rstrip(".").strip()
+    if t and len(t) <= 40 and "\n" not in t and not re.search(r"[A-Za-z]{3,}\s+[A-Za-z]{3,}\s+[A-Za-z]{3,}", t):
+        return t
+    return None
+
+
 def _text(value: Any) -> str:
     value = as_plain(value)
     return value if isinstance(value, str) else json.dumps(value)
@@ -213,6 +232,9 @@ def _drop_pct(s: str) -> str:
 def plan_math(response: str, gt: Any, extra: dict, judge=None) -> Plan:
     text, why = final_text(response)
     pred = last_boxed(text) if text is not None else None
+    fmt = 1.0
+    if pred is None:
+        pred, fmt = _bare_answer(text), 0.0
     if pred is None:
         return _no_answer("\\boxed{} answer", why)
     gold = _text(gt).strip()
@@ -220,7 +242,7 @@ def plan_math(response: str, gt: Any, extra: dict, judge=None) -> Plan:
         gold, pred_cmp = _drop_pct(gold), _drop_pct(pred)
     else:
         pred_cmp = pred
-    return Plan(pred, 1.0, math=[(drop_text_unit(gold), drop_text_unit(pred_cmp))], finish=lambda m, _: m[0])
+    return Plan(pred, fmt, math=[(drop_text_unit(gold), drop_text_unit(pred_cmp))], finish=lambda m, _: m[0])
 
 
 # stem ---------------------------------------------------------------------------------------------
@@ -264,10 +286,17 @@ def plan_stem(response: str, gt: Any, extra: dict, judge=None) -> Plan:
 
 
 # table --------------------------------------------------------------------------------------------
+def _table_quantity(s: str):
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*", strip_latex(s))
+    if m and float(m.group(2)):                              # a ratio, 1:2
+        return quantity(str(float(m.group(1)) / float(m.group(2))), strict_units=False)
+    return quantity(s, strict_units=False)
+
+
 def table_equal(pred: str, gold: str) -> bool:
     """One table answer: numbers within a relative 1e-3 (``%`` on one side only: a
-    percentage and its fraction are equal), else normalised strings."""
-    p, g = quantity(pred, strict_units=False), quantity(gold, strict_units=False)
+    percentage and its fraction are equal; ``1:2`` is 0.5), else normalised strings."""
+    p, g = _table_quantity(pred), _table_quantity(gold)
     if p is not None and g is not None:
         return same_quantity(p, g, rel=1e-3)
     return norm_text(pred) == norm_text(gold)
@@ -276,6 +305,9 @@ def table_equal(pred: str, gold: str) -> bool:
 def plan_table(response: str, gt: Any, extra: dict, judge=None) -> Plan:
     text, why = final_text(response)
     pred = last_boxed(text) if text is not None else None
+    fmt = 1.0
+    if pred is None:
+        pred, fmt = _bare_answer(text), 0.0
     if pred is None:
         return _no_answer("\\boxed{} answer", why)
     gold = as_plain(parse_value(gt) if not isinstance(gt, str) else gt)
@@ -285,7 +317,10 @@ def plan_table(response: str, gt: Any, extra: dict, judge=None) -> Plan:
         ok = match_multiset(split_items(strip_latex(pred), len(golds)), golds, table_equal)
     else:
         ok = table_equal(pred, golds[0])
-    return _done(pred, ok, "answer matches", "wrong answer")
+        if not ok and _table_quantity(golds[0]) is not None and _table_quantity(pred) is None:
+            # an expression for a number (57+65, 2\times 3): math-verify evaluates it
+            return Plan(pred, fmt, math=[(golds[0], pred)], finish=lambda m, _: m[0])
+    return _done(pred, ok, "answer matches", "wrong answer", fmt=fmt)
 
 
 # logic --------------------------------------------------------------------------------------------
@@ -546,14 +581,46 @@ def _same_output(out: str, expected: str) -> bool:
     return True
 
 
+def _names(code: str) -> tuple[set, set] | None:
+    """(names a block binds, names it reads) or None when it does not parse."""
+    import ast
+    import builtins
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    bound, read = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+    return bound, read - bound - set(dir(builtins))
+
+
 def answer_code(text: str) -> str | None:
     """The last ```` ```python ```` (``py``, ``python3``) block, else the last block
-    without a language."""
+    without a language. When it uses names that only earlier Python blocks define (a
+    helper written in its own block), those blocks come first, as Reasoning360 joins
+    blocks; an earlier block that defines nothing it needs (a first attempt) stays out."""
     blocks = fenced_blocks(text)
     for langs in (("python", "py", "python3"), ("",)):
         chosen = [body for _, lang, body in blocks if lang in langs]
         if chosen:
-            return chosen[-1]
+            last, earlier = chosen[-1], chosen[:-1]
+            names = _names(last)
+            if not names or not names[1] or not earlier:
+                return last
+            needed = []
+            for body in earlier:
+                other = _names(body)
+                if other and other[0] & names[1]:
+                    needed.append(body)
+            return "\n\n".join(needed + [last]) if needed else last
     return None
 
 

@@ -14,6 +14,7 @@ from plugins.rewards.guru import GuruVerifier, domain_of, last_boxed
 from plugins.rewards.sandbox import Limits
 
 R, W, M = 1.0, 0.0, None          # right, wrong (an answer was found), malformed (no answer: format 0)
+B = "bare"                        # right, but not in the form the prompt asks for: acc 1, format 0
 
 
 def think(decoy: str) -> str:
@@ -55,7 +56,11 @@ MATH = [
     ("x+2t", "\\boxed{x+2}", W),
     ("7", think("\\boxed{7}") + "I think it is seven.", M),
     ("7", "<think>\nlong reasoning, so far \\boxed{7} and then the response was cut", M),
-    ("825", "the answer is 825", M),
+    ("825", "I multiplied the two numbers and got eight hundred and twenty five in the end.", M),
+    ("825", "the answer is 825", B),                             # Reasoning360 reads unboxed answers too
+    ("825", think("\\boxed{7}") + "825", B),
+    ("\\frac{9}{34}", "**Final answer:** $\\frac{9}{34}$", B),
+    ("825", "the answer is 826", W),
     ("825", "\\boxed{825", M),
     ("825", "", M),
     ("825", "\\boxed{}", M),
@@ -96,6 +101,8 @@ CODEGEN = [
     (STDIO, think(py("print(5)")) + py(ADD), R, {}),
     (STDIO, py(ADD) + "Example:\n```\n2 3\n```\n", R, {}),                 # the I/O example block is not code
     (STDIO, py("print(5)") + "That was wrong; fixed:\n" + py(ADD), R, {}),
+    (STDIO, py("def add(a, b):\n    return a + b\n") + "Then read and print:\n"
+            + py("a, b = map(int, input().split())\nprint(add(a, b))\n"), R, {}),      # helper in its own block
     (YESNO, py("n = int(input())\nprint('Yes' if n % 2 == 0 else 'no')\n"), R, {}),
     (FLOAT, py("print(1 / int(input()))\n"), R, {}),
     (STDIO, py("import sys, threading\nsys.setrecursionlimit(10000)\nthreading.stack_size(1 << 24)\n"
@@ -272,7 +279,10 @@ TABLE = [
     (MH, "1200", "\\boxed{120}", W),
     (T, "16.0", think("\\boxed{16.0}") + "\\boxed{61}", W),
     (T, "16.0", "\\boxed{sixteen}", W),
-    (T, "16.0", "The answer is 16.", M),
+    (T, "16.0", "The answer is 16 because the table says so in the second row.", M),
+    (T, "57|65", think("\\boxed{1|2}") + "57|65", B),                     # bare, as Reasoning360 reads it
+    (T, "0.5", "\\boxed{1:2}", R),
+    (T, "122", "\\boxed{57+65}", R),
     (T, "16.0", "\\boxed{16", M),
     (T, "16.0", "<think>\n\\boxed{16.0}", M),
     (T, "16.0", "\\boxed{}", M),
@@ -355,6 +365,8 @@ def test_case(batch_scores, i):
     assert s.reason, s
     if want is None:                                  # malformed: no answer in the asked form
         assert (s.acc, s.score, s.format) == (0.0, 0.0, 0.0), s
+    elif want == B:
+        assert (s.acc, s.score, s.format) == (1.0, 1.0, 0.0), s
     else:
         assert s.acc == want and s.score == want, (resp, gt, s)
         assert s.format == 1.0 or want == 0.0, s
@@ -396,7 +408,7 @@ def test_single_calls_match_the_batch_and_work_off_the_main_thread(verifier, bat
 
 def test_malformed_answers_say_what_was_missing(batch_scores):
     reasons = {ALL[i][1][2]: batch_scores[i].reason for i in range(len(ALL))}
-    assert "boxed" in reasons["the answer is 825"]
+    assert "boxed" in reasons["I multiplied the two numbers and got eight hundred and twenty five in the end."]
     assert "unfinished <think>" in reasons["<think>\nlong reasoning, so far \\boxed{7} and then the response was cut"]
     assert "code block" in reasons["a, b = map(int, input().split()); print(a + b)"]
     assert "<answer>" in reasons["crow, owl, wren"]
