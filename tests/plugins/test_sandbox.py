@@ -175,6 +175,8 @@ LEET = json.dumps({"functional": "def check(candidate):\n    assert candidate(nu
                                  "    assert candidate(nums = [3,2,4], target = 6) == [1,2]\n\n\ncheck(Solution().twoSum)"})
 TACO = json.dumps({"functional": sample.DEEP_EQ_TESTS.format(inputs=[[1.0], [2.0]], outputs=[[1.0], [0.25]], fn="inverse_square")})
 TRUTH = json.dumps({"functional": "def check(candidate):\n    assert candidate(4)\n    assert not candidate(3)\n\n\ncheck(Solution().isEven)"})
+MAPPED = json.dumps({"functional": "def check(candidate):\n    cases = [(4, True), (3, False)]\n"
+                                   "    assert all(map(lambda c: candidate(c[0]) == c[1], cases))\n\n\ncheck(Solution().isEven)"})
 STDIO2 = json.dumps({"inputs": ["2 3\n", "10 -4\n"], "outputs": ["5\n", "6\n"]})
 HONEST = ("class Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n        seen = {}\n"
           "        for i, x in enumerate(nums):\n            if target - x in seen:\n                return [seen[target - x], i]\n"
@@ -245,6 +247,8 @@ CHEATS = {
     "float_subclass_eq": (TACO, "class F(float):\n    def __eq__(self, other):\n        return True\n"
                                 "def inverse_square(x):\n    return F(42.0)\n", FAILED),
     "always_truthy_object": (TRUTH, "class Solution:\n    def isEven(self, n):\n        return object()\n", "TypeError"),
+    "stop_iteration_ends_all_map": (MAPPED, "class Solution:\n    def isEven(self, n):\n        raise StopIteration\n",
+                                    "the answer raised StopIteration"),
 }
 
 
@@ -265,6 +269,7 @@ HONEST_ANSWERS = {
                                               "threading.Thread(target=lambda: time.sleep(60), daemon=False).start()\n" + HONEST),
     "inverse_square": (TACO, "def inverse_square(x):\n    return 1 / (x * x)\n"),
     "is_even": (TRUTH, "class Solution:\n    def isEven(self, n):\n        return n % 2 == 0\n"),
+    "is_even_through_map": (MAPPED, "class Solution:\n    def isEven(self, n):\n        return n % 2 == 0\n"),
 }
 
 
