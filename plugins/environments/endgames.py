@@ -44,13 +44,14 @@ TURNS = {1: 16, 2: 24, 3: 30, 4: 40}
 DEPTH = {1: 8, 2: 8, 3: 8, 4: 10}
 _ENGINES: dict[str, "Stockfish"] = {}
 _LOCK = threading.Lock()
+DEBIAN_PATH = "/usr/games/stockfish"
 
 
 def find_engine(engine_path: str | None = None) -> str:
     """The Stockfish binary: ``engine_path``, ``$STOCKFISH_PATH``, ``stockfish`` on the PATH,
     or Debian's ``/usr/games/stockfish``; a clear error naming the package when none exists."""
     for path in (engine_path, os.environ.get("STOCKFISH_PATH"), shutil.which("stockfish"),
-                 "/usr/games/stockfish"):
+                 DEBIAN_PATH):
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     raise RuntimeError("endgames needs the Stockfish chess engine, which was not found: install "
