@@ -21,7 +21,8 @@ try:
 except (ImportError, RuntimeError):
     HAVE_CHESS = False
 
-ALL = ("maze", "maze_po", "textnav", "wordle", "twenty_questions", "guess_my_city", "endgames")
+ALL = ("maze", "maze_po", "textnav", "wordle", "twenty_questions", "guess_my_city", "endgames",
+       "car_dealer")
 needs_chess = pytest.mark.skipif(not HAVE_CHESS, reason="needs python-chess and stockfish")
 # expert levels per env: endgames' level 4 (K+B+B v K) takes ~1.5 s an episode, so it is
 # measured in the README numbers, not here
@@ -65,7 +66,10 @@ def test_expert_wins_from_20_seeds(name):
     for seed in range(20):
         t = expert_trajectory(name, seed, level=levels[seed % len(levels)])
         assert t.success, (name, seed, t.steps, t.final_observation)
-        # LMRL-Gym's rules: -1 per turn and 0 on the winning one, or +1 at the end
+        # LMRL-Gym's rules: -1 per turn and 0 on the winning one, +1 at the end, or the price
+        if name == "car_dealer":
+            assert t.rewards[:-1] == [0.0] * (t.turns - 1) and 1.0 <= t.ret < 1.5
+            continue
         expected = 1.0 if name in ("textnav", "endgames") else -(t.turns - 1.0)
         assert t.ret == expected and t.rewards[-1] == (1.0 if expected == 1.0 else 0.0)
 
@@ -241,6 +245,30 @@ def test_oracle_url_answers_free_questions():
     dead.reset(0)
     with pytest.raises(RuntimeError, match="oracle"):
         dead.step("does it purr?")
+
+
+def test_car_dealer_rewards():
+    from plugins.environments.car_dealer import MSRP
+    env = make("car_dealer", level=1)
+    assert env.reset(2).startswith("sell a car: sedan 20")
+    msrp = MSRP[env.want]
+    assert env.step("Type?")[:3] == (env.want, 0.0, False)
+    assert env.step("budget?")[0] == str(env.budget)
+    other = next(t for t in MSRP if t != env.want)
+    assert env.step(f"offer {other} 10")[:2] == ("wrong car", 0.0)
+    assert env.step(f"{env.want} {env.budget + 1}")[:2] == ("too high", 0.0)
+    assert env.step("hello there")[3]["invalid"]
+    obs, reward, done, info = env.step(f"offer {env.want} ${env.budget}k")
+    assert (obs, done, info["success"]) == ("deal", True, True)
+    assert reward == pytest.approx(env.budget / ((env.budget + msrp) / 2))
+    env = make("car_dealer", level=3)                                        # losing: no sale
+    env.reset(2)
+    assert env.step("type?")[0] == "won't say" and env.step(f"{env.want}?")[0] == "yes"
+    results = [env.step("budget?") for _ in range(env.max_turns - 2)]
+    assert [r for _, r, _, _ in results[:-1]] == [0.0] * (env.max_turns - 3)
+    obs, reward, done, info = results[-1]
+    assert obs == "won't say; bye" and done and not info["success"]
+    assert reward == pytest.approx(-(env.budget - MSRP[env.want]) / MSRP[env.want])
 
 
 @needs_chess
