@@ -346,3 +346,20 @@ def test_dataset_records_splits_and_seeding():
     assert {x["extra_info"]["split"] for x in evals} == {"eval"}
     with pytest.raises(ValueError, match="split"):
         load("test", 1, domains)
+
+
+def test_gymnasium_adapter():
+    pytest.importorskip("gymnasium")
+    from plugins.environments._gym import to_gymnasium
+    env = to_gymnasium("maze", level=1)
+    obs, info = env.reset(seed=3)
+    assert obs == make("maze", level=1).reset(3) and env.observation_space.contains(obs)
+    t = expert_trajectory("maze", 3, level=1)
+    for _, action in t.steps:
+        assert env.action_space.contains(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+    assert (obs, terminated, truncated, info["success"]) == ("goal", True, False, True)
+    env.reset()                                                              # a drawn seed
+    short = to_gymnasium("wordle", level=1, max_turns=1)
+    short.reset(seed=0)
+    assert short.step("qqqqq")[2:4] == (False, True)
