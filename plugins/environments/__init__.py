@@ -9,6 +9,23 @@ needs, and an expert policy (``EnvironmentSpec.expert``). ``expert_trajectory(na
 **options)`` plays the expert's episode (SFT data, as LMRL-Gym's offline datasets).
 
 ``python -m plugins.environments list`` / ``play NAME`` (a person plays in the terminal).
+
+What was taken from where, and why:
+
+- LMRL-Gym (github.com/abdulhaim/LMRL-Gym, arXiv 2311.18232): the tasks and their reward
+  rules, read and rewritten (no code copied). Its oracles and buyers are LLMs; ours are tables
+  and rules (exact, free, reproducible), with an ``oracle_url`` judge as an option.
+- gymnasium: the API shape only (seeded ``reset``, ``step``, terminated vs truncated in
+  ``info["truncated"]``); ``_gym.to_gymnasium`` adapts any environment to ``gymnasium.Env``
+  when gymnasium is installed, so it is not a dependency.
+- python-chess (rules, SAN/UCI parsing) and Debian's Stockfish (the opponent and the endgame
+  expert), driven over a minimal UCI pipe instead of ``chess.engine`` whose background thread
+  is not a daemon and keeps the interpreter alive while an engine is open.
+- TextArena and GEM (gem-llm) were checked and not used: their Wordle and word games download
+  NLTK corpora at run time (no network here), their 20 Questions needs an LLM game master,
+  their formats (``[guess]``, ``\\boxed{}``) and rewards are not LMRL-Gym's, and both pull in
+  heavy dependencies. The g/y/x Wordle marks with the two-pass repeated-letter rule match
+  theirs (and the real game).
 """
 from plugins.environments._base import TextEnv, Trajectory, expert_trajectory, run_episode
 

@@ -90,7 +90,8 @@ class Stockfish:
         while True:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"Stockfish exited (code {self.proc.poll()}) while we waited for {prefix!r}")
+                raise RuntimeError(f"Stockfish exited (code {self.proc.poll()}) while we "
+                                   f"waited for {prefix!r}")
             if line.startswith(prefix):
                 return line
 

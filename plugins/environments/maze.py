@@ -125,7 +125,8 @@ class Maze(TextEnv):
         move = parse_move(action)
         if move is None:
             obs, reward, done, info = self._invalid(f"not a move: {action!r}")
-            return ("invalid " if not self.verbose else "That is not a move. ") + self._describe(), reward, done, info
+            prefix = "That is not a move. " if self.verbose else "invalid "
+            return prefix + self._describe(), reward, done, info
         bump = move not in self.layout[self.pos]
         if not bump:
             self.pos = (self.pos[0] + DIRS[move][0], self.pos[1] + DIRS[move][1])
@@ -133,7 +134,7 @@ class Maze(TextEnv):
             return self._win("You reached the goal." if self.verbose else "goal", 0.0)
         prefix = ""
         if self.verbose:
-            prefix = f"You bumped into a wall. " if bump else f"You moved {NAMES[move]}. "
+            prefix = "You bumped into a wall. " if bump else f"You moved {NAMES[move]}. "
         return prefix + self._describe(), -1.0, False, {"bump": bump}
 
     def _describe(self, first: bool = False) -> str:
@@ -151,7 +152,9 @@ class Maze(TextEnv):
                     f"top left) by moving N, S, E or W. {text}The goal is at row {self.goal[0]}, "
                     f"column {self.goal[1]}. ")
         names = [NAMES[d] for d in walls]
-        return text + (f"There are walls to the {', '.join(names)}." if names else "There are no walls around you.")
+        if not names:
+            return text + "There are no walls around you."
+        return text + f"There are walls to the {', '.join(names)}."
 
 
 def expert(env: Maze) -> str:
@@ -169,9 +172,11 @@ def make_maze_po(**options) -> Maze:
 
 @hookimpl
 def agentic_rl_environments():
-    common = dict(max_turns=max(TURNS.values()), options=("level", "verbose", "max_turns", "layout"),
-                  levels=tuple(SIZES), knob="maze size: 3x3, 4x4, 6x6, 8x8 cells", expert=expert)
+    common = dict(max_turns=max(TURNS.values()), levels=tuple(SIZES), expert=expert,
+                  options=("level", "verbose", "max_turns", "layout"),
+                  knob="maze size: 3x3, 4x4, 6x6, 8x8 cells")
+    rule = "-1 per move, -4 invalid, 0 at the goal"
     yield EnvironmentSpec(name="maze", factory=make_maze, **common,
-                          description="grid maze, position shown each turn; -1 per move, -4 invalid, 0 at the goal")
+                          description=f"grid maze, position shown each turn; {rule}")
     yield EnvironmentSpec(name="maze_po", factory=make_maze_po, **common,
-                          description="grid maze, only nearby walls after the start; -1 per move, -4 invalid, 0 at the goal")
+                          description=f"grid maze, only nearby walls after the start; {rule}")

@@ -203,7 +203,9 @@ def agentic_rl_environments():
                   options=("level", "verbose", "max_turns", "oracle_url", "oracle_model", "oracle_timeout"))
     yield EnvironmentSpec(name="twenty_questions", factory=make_twenty_questions,
                           knob="candidate objects: 8, 16, 32, 91", **common,
-                          description="yes/no questions to find a hidden object; -1 per turn, 0 on the right guess")
+                          description="yes/no questions to find a hidden object; "
+                                      "-1 per turn, 0 on the right guess")
     yield EnvironmentSpec(name="guess_my_city", factory=make_guess_my_city,
                           knob="candidate cities: 8, 16, 32, 78", **common,
-                          description="questions to find a hidden city; -1 per turn, 0 on the right guess")
+                          description="questions to find a hidden city; "
+                                      "-1 per turn, 0 on the right guess")

@@ -169,7 +169,8 @@ class TextNav(TextEnv):
             self.held.remove(obj)
             self.inside[box_here].append(obj)
             return self._say(f"put {obj} in {box_here}", f"You put the {obj} into the {box_here}.")
-        return self._invalid(f"cannot {verb} {obj!r} here", "You can't do that." if self.verbose else "invalid")
+        return self._invalid(f"cannot {verb} {obj!r} here",
+                             "You can't do that." if self.verbose else "invalid")
 
     def _say(self, compact: str, verbose: str) -> tuple[str, float, bool, dict]:
         return (verbose if self.verbose else compact), 0.0, False, {}

@@ -239,7 +239,8 @@ def test_oracle_url_answers_free_questions():
     env.reset(0)
     obs, reward, done, info = env.step("does it purr?")
     assert (obs, reward, info["oracle"]) == ("yes", -1.0, True)
-    assert seen[0]["messages"][1]["content"] == "does it purr?" and env.item in seen[0]["messages"][0]["content"]
+    system, user = seen[0]["messages"]
+    assert user["content"] == "does it purr?" and env.item in system["content"]
     server.server_close()
     dead = make("twenty_questions", level=1, oracle_url="http://127.0.0.1:9", oracle_timeout=2)
     dead.reset(0)
@@ -331,7 +332,8 @@ def test_dataset_records_splits_and_seeding():
     r = train[0]
     assert set(r) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
     info = r["extra_info"]
-    assert r["data_source"] == "env__" + info["env"] and r["reward_model"] == {"style": "env", "ground_truth": ""}
+    assert r["data_source"] == "env__" + info["env"]
+    assert r["reward_model"] == {"style": "env", "ground_truth": ""}
     assert {x["extra_info"]["domain"] for x in train} == set(domains)
     assert {x["extra_info"]["difficulty"] for x in train} == {1, 2}
     for rec in train + evals:
