@@ -11,10 +11,13 @@ with the standard library only. The answer's code and the tests never share a pr
    pipes, and then only ever sees the answer's code and the arguments of the calls the
    tests make. It never holds the tests, the expected values or the nonce, and it has no
    descriptor that leads to the harness's output.
-3. The harness reads its stdin, one JSON object ``{"nonce", "prefix", "solution",
-   "tests"}``, and closes it (the file lives outside the sandbox, so nothing can reopen
-   it). It keeps a private duplicate of stdout for the verdict and sends its own fd 1 to
-   ``/dev/null``, so nothing the tests print can look like a verdict.
+3. Before the fork the harness reads exactly the record's prefix from stdin (12 digits
+   of length, then the JSON-encoded prefix; not secret) and runs it with the helpers
+   below, so the prefix's imports load once for both processes. After the fork it reads
+   the rest, ``{"nonce", "solution", "tests"}``, and closes stdin (the file lives outside
+   the sandbox, so nothing can reopen it). It keeps a private duplicate of stdout for the
+   verdict and sends its own fd 1 to ``/dev/null``, so nothing the tests print can look
+   like a verdict.
 4. It runs LeetCode's helpers (``ListNode``, ``TreeNode``, ``list_node``,
    ``is_same_list``, ``tree_node``, ``is_same_tree``), the record's prefix and then the
    tests in its own namespace. A global name the tests use that is neither
@@ -438,23 +441,54 @@ def _read_all(fd: int) -> bytes:
         chunks.append(b)
 
 
+def _read_exact(fd: int, n: int) -> bytes:
+    """Exactly ``n`` bytes (never one more: what follows is secret until after the fork)."""
+    chunks, got = [], 0
+    while got < n:
+        b = os.read(fd, n - got)
+        if not b:
+            break
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def _non_dumpable() -> bool:
+    """prctl(PR_SET_DUMPABLE, 0), then check it with PR_GET_DUMPABLE."""
+    try:
+        import _ctypes
+        prctl = _ctypes.dlsym(_ctypes.dlopen(None), "prctl")
+        return (_ctypes.call_function(prctl, (4, 0, 0, 0, 0)) == 0
+                and _ctypes.call_function(prctl, (3, 0, 0, 0, 0)) == 0)
+    except (ImportError, AttributeError, OSError):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, 0, 0, 0, 0) == 0 and libc.prctl(3, 0, 0, 0, 0) == 0
+
+
 def main() -> None:
+    """stdin: 12 digits, the JSON-encoded prefix of that length (not secret), then
+    ``{"nonce", "solution", "tests"}`` (read only after the fork)."""
     global _RPC
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(4, 0, 0, 0, 0) != 0 or libc.prctl(3, 0, 0, 0, 0) != 0:   # PR_SET/GET_DUMPABLE
+    if not _non_dumpable():
         os.write(2, b"harness: cannot make itself non-dumpable; refusing to run\n")
         os._exit(3)
-    for name in ("typing", "collections", "functools", "itertools", "heapq", "bisect", "math",
-                 "string", "operator", "random", "datetime", "re"):
-        __import__(name)          # the prefix's imports, loaded once for both processes
+    prefix = json.loads(_read_exact(0, int(_read_exact(0, 12))) or b'""')
+    tests_ns = {"__name__": "__main__", "__builtins__": TestGlobals(vars(builtins))}
+    try:            # before the fork: the prefix's imports are loaded once for both processes
+        exec(compile(HELPERS, "<helpers>", "exec"), tests_ns)
+        exec(compile(prefix, "<prefix>", "exec"), tests_ns)
+        prefix_error = None
+    except BaseException as exc:
+        prefix_error = f"the test prefix failed: {type(exc).__name__}: {exc}"
+    classes = sorted(k for k, v in tests_ns.items() if isinstance(v, type) and v.__module__ == "__main__")
     sys.stdout.flush()
     sys.stderr.flush()
     req_r, req_w = os.pipe()
     rep_r, rep_w = os.pipe()
-    pid = os.fork()
+    pid = os.fork() if prefix_error is None else -1
     if pid == 0:
         try:
             null = os.open("/dev/null", os.O_RDWR)
@@ -464,7 +498,7 @@ def main() -> None:
             os.closerange(3, keep[0])
             os.closerange(keep[0] + 1, keep[1])
             os.closerange(keep[1] + 1, 1 << 16)
-            serve(req_r, rep_w)
+            serve(req_r, rep_w, prefix, classes)
         finally:
             os._exit(0)
     os.close(req_r)
@@ -477,19 +511,13 @@ def main() -> None:
     payload = json.loads(raw)
     del raw
     nonce = payload["nonce"]
-    tests_ns = {"__name__": "__main__", "__builtins__": TestGlobals(vars(builtins))}
-    try:
-        exec(compile(HELPERS, "<helpers>", "exec"), tests_ns)
-        exec(compile(payload.get("prefix") or "", "<prefix>", "exec"), tests_ns)
-    except BaseException as exc:
-        _verdict(out, nonce, False, f"the test prefix failed: {type(exc).__name__}: {exc}")
+    if prefix_error:
+        _verdict(out, nonce, False, prefix_error)
         return
-    classes = sorted(k for k, v in tests_ns.items() if isinstance(v, type) and v.__module__ == "__main__")
     _RPC = Rpc(req_w, rep_r, Codec("t", tests_ns, trusted=True))
     ok, reason = False, ""
     try:
-        _RPC.request({"op": "load", "code": payload["solution"], "prefix": payload.get("prefix") or "",
-                      "classes": classes})
+        _RPC.request({"op": "load", "code": payload["solution"]})
         exec(compile(payload["tests"], "<tests>", "exec"), tests_ns)
         ok = True
     except AnswerFailure:
@@ -506,9 +534,9 @@ def main() -> None:
 
 
 # --- the answer process ---------------------------------------------------------------------------
-def serve(rfd: int, wfd: int) -> None:
-    """Run the answer's code and the calls the harness asks for. Everything here may be
-    subverted by the answer; the harness trusts none of it."""
+def serve(rfd: int, wfd: int, prefix: str, classes: list) -> None:
+    """Run the answer's code (after the record's prefix) and the calls the harness asks
+    for. Everything here may be subverted by the answer; the harness trusts none of it."""
     import types
     r, w = os.fdopen(rfd, "rb"), os.fdopen(wfd, "wb")
     codec = Codec("a", {}, trusted=False)
@@ -521,9 +549,9 @@ def serve(rfd: int, wfd: int) -> None:
             op = msg["op"]
             nodes: dict = {}
             if op == "load":
-                codec.classes = {name: None for name in msg["classes"]}
-                exec(compile(msg["prefix"] + "\n" + msg["code"], "solution.py", "exec"), module.__dict__)
-                for name in msg["classes"]:
+                codec.classes = {name: None for name in classes}
+                exec(compile(prefix + "\n" + msg["code"], "solution.py", "exec"), module.__dict__)
+                for name in classes:
                     cls = module.__dict__.get(name)
                     codec.classes[name] = cls if isinstance(cls, type) else type(name, (), {})
                 reply["ret"] = None
@@ -557,3 +585,4 @@ def serve(rfd: int, wfd: int) -> None:
 
 if __name__ == "__main__":
     main()
+    os._exit(0)           # the verdict is written; skip tearing the interpreter down
