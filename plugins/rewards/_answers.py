@@ -346,6 +346,8 @@ def quantity(text: str, strict_units: bool = True) -> Quantity | None:
         except (ValueError, OverflowError):
             return None
         rest = s[m.end():]
+    if strict_units and re.fullmatch(r"[a-z]", rest):
+        return None               # "2g", "3m": more likely 2 times g than 2 grams; math-verify decides
     unit = _unit(rest, strict_units)
     if unit is None or not math.isfinite(value):
         return None

@@ -275,9 +275,8 @@ def plan_stem(response: str, gt: Any, extra: dict, judge=None) -> Plan:
     qp, qg = quantity(pred), quantity(gold)
     if qp is not None and qg is not None:
         ok = same_quantity(qp, qg)
-        reason = "number matches" if ok else (
-            "units differ" if qp.unit and qg.unit and not same_quantity(qp._replace(unit=""), qg._replace(unit=""))
-            and qp.unit != qg.unit else "wrong number")
+        reason = "number matches" if ok else "units differ" if qp.unit and qg.unit and qp.unit != qg.unit \
+            else "wrong number"
         if ok or judge is None:
             return Plan(pred, 1.0, verdict=(ok, reason))
         return Plan(pred, 1.0, finish=lambda m, _: ask_judge(False, reason))

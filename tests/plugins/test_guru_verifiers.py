@@ -322,6 +322,8 @@ STEM = [
     ("Helium", "\\boxed{hydrogen}", W),
     ("10^2", "\\boxed{102}", W),
     ("2t", "\\boxed{2}", W),
+    ("2g", "\\boxed{2}", W),                               # twice g, not two grams
+    ("5 g", "\\boxed{5}", R),
     ("2.4525", "\\boxed{2.5}", W),
     ("2.5 m/s^2", think("\\boxed{2.5 m/s^2}") + "\\boxed{25 m/s^2}", W),
     ("Helium", "Helium.", M),
