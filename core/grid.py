@@ -1,11 +1,18 @@
 """Grid driver: the grid's axes as a Ray Tune ``grid_search``, one trial per point.
 
 ``ray.init()`` joins the cluster named by ``$RAY_ADDRESS`` (so ``ray job submit -- python -m
-core.tune grid=...`` works) and starts a local Ray otherwise. Per-trial resources come from the
-ladder. Trials are plain functions that call ``tune.report`` with every step's metrics and a
-``tune.Checkpoint`` at each evaluation; ``FailureConfig`` retries a crashed trial from its last
-checkpoint, and ``resume=true`` continues the newest run of the grid with ``Tuner.restore``.
-MLflow logging happens in the driver (``ProgressAndMlflow``), the report at the end.
+core.tune grid=...`` works) and starts a local Ray otherwise (with the logical resources the
+trials' backend asks for: verl on the CPU books logical GPUs). Per-trial resources and
+concurrency come from the trial's backend record (``core/backends``). Trials are plain
+functions that call ``tune.report`` with every step's metrics and a ``tune.Checkpoint`` at each
+evaluation; ``FailureConfig`` retries a crashed trial from its last checkpoint, and
+``resume=true`` continues the newest run of the grid with ``Tuner.restore``.
+
+MLflow logging happens in the driver (``ProgressAndMlflow``, the single writer of the store):
+every step of a trial is logged exactly once, however often the trial restarts: a restarted
+trial recomputes the steps after its checkpoint, and the driver logs only steps past the last
+one its run holds (read back from MLflow after a driver restart). The parent run ends
+FINISHED, FAILED or KILLED as the grid did.
 """
 from __future__ import annotations
 
@@ -15,29 +22,16 @@ import time
 from pathlib import Path
 
 from core import schema
+from core.backends import get_backend
 from core.config import Config, with_values
-from core.tracking import Tracker, experiment_name, tracking_uri
+from core.layout import run_dir, trial_key
+from core.tracking import STEP_METRIC, Tracker, experiment_name, tracking_uri
 from core.trial import run_trial
 
 FAULT_ENV = "ARL_FAULT_KILL_AT_STEP"   # testing hook: kill each trial once after this step
 
 
-def run_dir(cfg: Config) -> Path:
-    root = Path(cfg.output_dir).resolve() / cfg.grid.name
-    if cfg.resume:
-        previous = sorted(p for p in root.glob("*") if (p / "grid.json").exists())
-        if previous:
-            return previous[-1]
-        print(f"resume=true but no earlier run under {root}; starting a new one")
-    return root / time.strftime("%Y%m%d-%H%M%S")
-
-
-def trial_key(values: dict) -> str:
-    return "_".join(f"{k.replace('.', '-')}={v}" for k, v in values.items()) or "single"
-
-
-def train_fn(config: dict, raw: dict, out: str, fault_step: int | None,
-             mlflow_ref: tuple[str, str, str] | None = None) -> None:
+def train_fn(config: dict, raw: dict, out: str, fault_step: int | None) -> None:
     """The Tune trainable: one trial of the grid (``config`` holds this point's axis values)."""
     import logging
 
@@ -47,12 +41,7 @@ def train_fn(config: dict, raw: dict, out: str, fault_step: int | None,
     workdir = Path(out) / "trials" / trial_key(config)
     checkpoint = tune.get_checkpoint()
     resume = Path(checkpoint.to_directory()) if checkpoint else None
-    extra = {}
-    if cfg.backend == "verl" and mlflow_ref:   # verl logs into this trial's MLflow child run
-        uri, experiment, parent_id = mlflow_ref
-        extra = {"tracking_uri": uri, "mlflow_run_id": Tracker(uri, experiment).child(
-            cfg, config, parent_id, trial_key(config))}
-    for metrics, ckpt in run_trial(cfg, workdir, resume_from=resume, **extra):
+    for metrics, ckpt in run_trial(cfg, workdir, resume_from=resume):
         metrics = {**metrics, "trial_dir": str(workdir)}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt) if ckpt else None)
         marker = workdir / "fault_injected"
@@ -65,19 +54,19 @@ def _make_callback():
     from ray import tune
 
     class ProgressAndMlflow(tune.Callback):
-        """Logs each trial to its MLflow child run and prints progress with an ETA."""
+        """Logs each trial's steps to its MLflow child run, once each, and prints progress."""
 
         def __init__(self, raw: dict, uri: str, experiment: str, parent_id: str,
                      total_steps: int) -> None:
             self.raw, self.uri, self.experiment = raw, uri, experiment
             self.parent_id, self.total_steps = parent_id, total_steps
             self.runs: dict[str, str] = {}
-            self.done: set[tuple[str, int]] = set()
+            self.last_logged: dict[str, int] = {}
             self.t0 = time.time()
             self._tracker = None
 
-        def __getstate__(self):   # Tuner.restore unpickles callbacks; the client is rebuilt
-            return {**self.__dict__, "_tracker": None, "t0": None}
+        def __getstate__(self):   # Tuner.restore unpickles callbacks; client and MLflow-derived
+            return {**self.__dict__, "_tracker": None, "t0": None, "last_logged": {}}   # state are rebuilt
 
         @property
         def tracker(self) -> Tracker:
@@ -97,25 +86,33 @@ def _make_callback():
             self._run(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            run_id = self._run(trial)
+            run_id, step = self._run(trial), int(result["step"])
+            if run_id not in self.last_logged:       # after a driver restart: ask MLflow
+                self.last_logged[run_id] = self.tracker.last_step(run_id)
+            if step <= self.last_logged[run_id]:
+                return     # a restarted trial recomputing a step its run already holds
             self.tracker.log_step(run_id, result)
-            if result["step"] == 0:
+            self.last_logged[run_id] = step
+            if step == 0:
                 self.tracker.client.set_tag(run_id, "trial_dir", result["trial_dir"])
             if result.get("checkpoint_dir_name"):
                 self.tracker.client.set_tag(run_id, "checkpoints", trial.storage.trial_fs_path)
-            self.done.add((trial.trial_id, int(result["step"])))
+            self._progress(trial, result)
+
+        def _progress(self, trial, result) -> None:
+            done = sum(s + 1 for s in self.last_logged.values())
             self.t0 = self.t0 or time.time()
-            if "val/pass_at_1" in result:
-                rate = (time.time() - self.t0) / max(1, len(self.done))
-                eta = rate * max(0, self.total_steps - len(self.done))
-                # the first steps carry the SFT warm-starts: no ETA until 10% are done
-                eta_txt = (f"grid ETA {eta:.0f}s" if len(self.done) >= 0.1 * self.total_steps
-                           else "grid ETA: after 10% of steps")
-                label = ", ".join(f"{k}={v}" for k, v in trial.config.items()) or "trial"
-                print(f"[{len(self.done)}/{self.total_steps} steps] {label}: step "
-                      f"{int(result['step'])} pass@1 {result['val/pass_at_1']:.3f} "
-                      f"creativity {result['val/creativity_index']:.3f}  ({eta_txt})",
-                      flush=True)
+            if "val/pass_at_1" not in result:
+                return
+            rate = (time.time() - self.t0) / max(1, done)
+            eta = rate * max(0, self.total_steps - done)
+            # the first steps carry the SFT warm-starts: no ETA until 10% are done
+            eta_txt = (f"grid ETA {eta:.0f}s" if done >= 0.1 * self.total_steps
+                       else "grid ETA: after 10% of steps")
+            label = ", ".join(f"{k}={v}" for k, v in trial.config.items()) or "trial"
+            print(f"[{done}/{self.total_steps} steps] {label}: step {int(result['step'])} "
+                  f"pass@1 {result['val/pass_at_1']:.3f} creativity "
+                  f"{result['val/creativity_index']:.3f}  ({eta_txt})", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.tracker.finish(self._run(trial))
@@ -148,17 +145,6 @@ def _param_space(cfg: Config):
         else:
             space[key] = (tune.loguniform if dim.log else tune.uniform)(dim.low, dim.high)
     return space, EvalStepOptuna(metric=cfg.grid.search.metric, mode=cfg.grid.search.mode)
-
-
-def max_concurrent(cfg: Config, trials: list[tuple[dict, Config]]) -> int | None:
-    """``grid.max_concurrent``, else for verl trials (no GPUs in Tune's books) the cluster's
-    GPUs divided by the most GPUs one trial takes."""
-    if cfg.grid.max_concurrent is not None or cfg.backend != "verl":
-        return cfg.grid.max_concurrent
-    import ray
-    gpus = ray.cluster_resources().get("GPU", 0)
-    need = max(t.size.resources.gpus * t.size.resources.nodes for _, t in trials)
-    return max(1, int(gpus // need))
 
 
 def check_data(trials: list[tuple[dict, Config]]) -> None:
@@ -202,16 +188,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_ray(cfg: Config, trials: list) -> tuple[bool, dict]:
+    """Join ``$RAY_ADDRESS`` or start a local Ray; returns (started here, concrete overrides
+    for every trial such as ``device=cpu``)."""
+    import ray
+    backend = get_backend(cfg.backend)
+    if ray.is_initialized():
+        return False, backend.finalize(cfg, ray.cluster_resources().get("GPU", 0))
+    address = os.environ.get("RAY_ADDRESS")
+    concrete = {} if address else backend.finalize(cfg, None)
+    resolved = [(v, schema.build(Config, with_values(schema.to_dict(t), concrete))) for v, t in trials]
+    ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
+             **({} if address else backend.ray_init(resolved)))
+    if address:
+        concrete = backend.finalize(cfg, ray.cluster_resources().get("GPU", 0))
+    return True, concrete
+
+
 def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
     import ray
     from ray import tune
     check_data(trials)    # a bad path, file or row fails here, before Ray or MLflow start
+    uri, experiment = tracking_uri(cfg), experiment_name(cfg)
+    tracker = Tracker(uri, experiment)   # a bad store fails here, before any folder exists
     out = run_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     state_file = out / "grid.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    uri, experiment = tracking_uri(cfg), experiment_name(cfg)
-    parent_id = Tracker(uri, experiment).parent(cfg, out, state.get("parent_run_id"))
+    parent_id = tracker.parent(cfg, out, state.get("parent_run_id"))
+    out.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps({"parent_run_id": parent_id, "tracking_uri": uri,
                                       "experiment": experiment, "grid": cfg.grid.name}))
     print(f"grid {cfg.grid.name}: {len(trials)} trial(s) -> {out}\n"
@@ -219,61 +223,77 @@ def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
 
     # No nag per checkpoint about experiment snapshots (a trial checkpoints at every eval).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    started = not ray.is_initialized()
-    if started:   # RAY_ADDRESS set: join that cluster; otherwise start a local Ray
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-                 log_to_driver=True, configure_logging=False)
-    serving = False
+    started, serving, status, results = False, False, "FAILED", []
     try:
+        started, concrete = _start_ray(cfg, trials)
         # Tune runs each trial in its own folder: make the shared cache absolute, or every
         # trial would warm-start (and grade, and train RMs) in a cache of its own
-        raw = with_values(schema.to_dict(cfg), {"cache_dir": str(Path(cfg.cache_dir).resolve())})
+        raw = with_values(schema.to_dict(cfg), {"cache_dir": str(Path(cfg.cache_dir).resolve()),
+                                                **concrete})
         rm_url = start_rm_endpoints(cfg, trials)
         if rm_url:
             serving = True
             raw = with_values(raw, {"reward.rm.url": rm_url})
-        fault = os.environ.get(FAULT_ENV)
-        trainable = tune.with_parameters(train_fn, raw=raw, out=str(out),
-                                         fault_step=int(fault) if fault else None,
-                                         mlflow_ref=(uri, experiment, parent_id))
-
-        def resources(point: dict) -> dict:
-            t = schema.build(Config, with_values(raw, point))
-            if t.backend == "verl":   # verl books its own GPU placement groups; Tune must not
-                return {"cpu": 1, "gpu": 0}
-            return {"cpu": t.size.resources.cpus, "gpu": t.size.resources.gpus}
-
-        trainable = tune.with_resources(trainable, resources)
-        space, search = _param_space(cfg)
-        n = cfg.grid.search.num_samples if cfg.grid.search else len(trials)
-        total = sum(t.rl.steps + 1 for _, t in trials) if not search else n * (cfg.rl.steps + 1)
-        callback = _make_callback()(raw, uri, experiment, parent_id, total)
-        path = out / "tune" / cfg.grid.name
-        if cfg.resume and tune.Tuner.can_restore(str(path)):
-            print(f"resuming {path}", flush=True)
-            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
-                                       resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                trainable, param_space=space,
-                tune_config=tune.TuneConfig(search_alg=search, num_samples=n if search else 1,
-                                            max_concurrent_trials=max_concurrent(cfg, trials)),
-                run_config=tune.RunConfig(
-                    name=cfg.grid.name, storage_path=str(out / "tune"), verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=2),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    callbacks=[callback]))
-        results = tuner.fit()
+        results = _fit(cfg, trials, raw, out, uri, experiment, parent_id)
+        status = _status(results, raw)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
+        tracker.finish(parent_id, status=status)
         if serving:
             from ray import serve
             serve.shutdown()
         if started:
             ray.shutdown()
-    errors = [r.error for r in results if r.error]
-    for err in errors:
-        print(f"trial failed: {err!r}")
+    for r in results:
+        if r.error:
+            print(f"trial failed: {r.error!r}")
     from core.report import write_report
     report = write_report(uri, parent_id, out)
     print(f"\nreport: {report}\nMLflow UI: mlflow ui --backend-store-uri {uri}")
-    return 1 if errors else 0
+    return 0 if status == "FINISHED" else 1
+
+
+def _status(results, raw: dict) -> str:
+    """FAILED if a trial failed, KILLED if one stopped before its last step (an interrupted
+    grid, which ``resume=true`` continues), else FINISHED."""
+    if any(r.error for r in results):
+        return "FAILED"
+    for r in results:
+        cfg = schema.build(Config, with_values(raw, dict(r.config)))
+        if int((r.metrics or {}).get("step", -1)) < cfg.rl.steps:
+            return "KILLED"
+    return "FINISHED"
+
+
+def _fit(cfg: Config, trials: list, raw: dict, out: Path, uri: str, experiment: str,
+         parent_id: str):
+    from ray import tune
+    backend = get_backend(cfg.backend)
+    fault = os.environ.get(FAULT_ENV)
+    trainable = tune.with_parameters(train_fn, raw=raw, out=str(out),
+                                     fault_step=int(fault) if fault else None)
+    trainable = tune.with_resources(
+        trainable, lambda point: backend.resources(schema.build(Config, with_values(raw, point))))
+    space, search = _param_space(cfg)
+    n = cfg.grid.search.num_samples if cfg.grid.search else len(trials)
+    total = sum(t.rl.steps + 1 for _, t in trials) if not search else n * (cfg.rl.steps + 1)
+    callback = _make_callback()(raw, uri, experiment, parent_id, total)
+    path = out / "tune" / cfg.grid.name
+    if cfg.resume and tune.Tuner.can_restore(str(path)):
+        print(f"resuming {path}", flush=True)
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        concrete = [(v, schema.build(Config, with_values(raw, v))) for v, _ in trials]
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(search_alg=search, num_samples=n if search else 1,
+                                        max_concurrent_trials=backend.max_concurrent(cfg, concrete)),
+            run_config=tune.RunConfig(
+                name=cfg.grid.name, storage_path=str(out / "tune"), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                callbacks=[callback]))
+    return list(tuner.fit())

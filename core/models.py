@@ -98,14 +98,19 @@ def init_tiny(size: Size, folder: Path, seed: int) -> Path:
     return folder
 
 
+def tiny_folder(size: Size, cache_dir: Path, seed: int = 0) -> Path:
+    """The cache folder of a tiny size's random-init model (written by ``model_source``)."""
+    a = size.arch
+    name = (f"qwen2-h{a.hidden_size}-l{a.num_layers}-a{a.num_heads}-kv{a.num_kv_heads}"
+            f"-i{a.intermediate_size}-t{TOKENIZER_VERSION}-s{seed}")
+    return Path(cache_dir) / "models" / name
+
+
 def model_source(size: Size, cache_dir: Path, seed: int = 0) -> str:
     """Where a size loads from: its hub id / folder, or a freshly written tiny model."""
     if size.path is not None:
         return size.path
-    a = size.arch
-    name = (f"qwen2-h{a.hidden_size}-l{a.num_layers}-a{a.num_heads}-kv{a.num_kv_heads}"
-            f"-i{a.intermediate_size}-t{TOKENIZER_VERSION}-s{seed}")
-    return str(init_tiny(size, Path(cache_dir) / "models" / name, seed))
+    return str(init_tiny(size, tiny_folder(size, cache_dir, seed), seed))
 
 
 def load(source: str, dtype: str = "float32"):

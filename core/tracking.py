@@ -19,7 +19,8 @@ from core import schema
 from core.config import CONFIG_DIR, Config
 
 PROJECT_ROOT = CONFIG_DIR.parent
-METRIC_PREFIXES = ("val/", "train/", "compute/", "reward/", "rm/")
+METRIC_PREFIXES = ("val/", "train/", "compute/", "reward/", "rm/", "verl/", "trial/")
+STEP_METRIC = "trial/step"   # logged with every step: the last step a run holds, for exactly-once
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -96,7 +97,8 @@ class Tracker:
             tags={"mlflow.experimentKind": "custom_model_development"})
 
     def parent(self, cfg: Config, run_dir: Path, existing: str | None = None) -> str:
-        if existing:
+        if existing:                       # a resumed grid: its parent runs again
+            self.client.update_run(existing, status="RUNNING")
             return existing
         run = self.client.create_run(self.experiment_id, tags={
             "grid": cfg.grid.name, "run_dir": str(run_dir), "git_commit": git_commit(),
@@ -123,8 +125,15 @@ class Tracker:
         from mlflow.entities import Metric
         step, now = int(metrics["step"]), int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if k.startswith(METRIC_PREFIXES) and isinstance(v, (int, float))]
-        self.client.log_batch(run_id, metrics=batch)
+                 if k.startswith(METRIC_PREFIXES) and isinstance(v, (int, float))
+                 and not isinstance(v, bool)]
+        batch.append(Metric(STEP_METRIC, float(step), now, step))
+        for i in range(0, len(batch), 1000):      # MLflow takes at most 1000 metrics a batch
+            self.client.log_batch(run_id, metrics=batch[i:i + 1000])
+
+    def last_step(self, run_id: str) -> int:
+        """The last step logged to ``run_id`` (-1 if none): steps up to it are never logged again."""
+        return max((int(m.step) for m in self.client.get_metric_history(run_id, STEP_METRIC)), default=-1)
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

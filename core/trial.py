@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.config import Config
-from core.errors import UserError
 
 
 def latest_checkpoint(workdir: Path) -> Path | None:
@@ -20,16 +19,10 @@ def latest_checkpoint(workdir: Path) -> Path | None:
 
 
 def run_trial(cfg: Config, workdir: Path, resume_from: Path | None = None,
-              log=print, **verl_kwargs) -> Iterator[tuple[dict[str, float], Path | None]]:
+              log=print) -> Iterator[tuple[dict[str, float], Path | None]]:
     """Yield (metrics, checkpoint folder or None) for every RL step after ``resume_from``
     (a checkpoint folder this trial wrote; None starts at step 0)."""
+    from core.backends import get_backend
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    if cfg.backend == "local":
-        from core.backends import local
-        yield from local.run(cfg, workdir, resume=resume_from, log=log)
-    elif cfg.backend == "verl":
-        from core.backends import verl
-        yield from verl.run(cfg, workdir, resume=resume_from, log=log, **verl_kwargs)
-    else:
-        raise UserError(f"backend={cfg.backend!r}; allowed: local, verl")
+    yield from get_backend(cfg.backend).run(cfg, workdir, resume=resume_from, log=log)

@@ -5,7 +5,8 @@ async. ``reward_kwargs`` (``+reward.custom_reward_function.reward_kwargs.*``, wr
 ``core/backends/verl.py``) name our reward plugin and its settings: ``reward_name``,
 ``format_weight`` and, for a learned RM, ``rm_url``, ``rm_size``, ``rm_model_id``,
 ``rm_token``, ``rm_gold``. The plugin comes from the same registry as the local backend, is
-built once per process and reused. It returns ``{"score", "acc", "pred", "domain"}``; verl
+built once per process and reused. It returns ``{"score", "acc", "pred", "domain",
+"prompt_index"}``; verl
 puts every key into ``reward_extra_info`` (``pred`` enables its maj@N; ``domain`` lets our
 validation-dump parser compute pass@k per domain).
 
@@ -64,7 +65,10 @@ def score_sync(data_source: str, solution_str: str, ground_truth: Any, extra_inf
     extra = _extra(extra_info)
     s = fn(data_source, solution_str, ground_truth, extra)
     return {"score": float(s.score), "acc": float(s.acc), "pred": "" if s.pred is None else str(s.pred),
-            "domain": extra.get("domain") or data_source.split("__", 1)[0]}
+            "domain": extra.get("domain") or data_source.split("__", 1)[0],
+            # the row's position in the trial's parquet: validation dumps group samples by it
+            # (two rows with the same text, as Guru's repeated AIME/AMC eval files have, stay apart)
+            "prompt_index": int(extra.get("index", -1))}
 
 
 async def compute_score(data_source: str, solution_str: str, ground_truth: Any,

@@ -84,7 +84,7 @@ def grade_ungraded(cfg: Config, records: list[dict], base: str, model, tokenizer
     def sample_fn(batch, n):
         with torch.no_grad():
             return ro.sample(model, tokenizer, ro.render(tokenizer, batch), n,
-                             cfg.rl.max_new_tokens, cfg.eval.temperature, cfg.rl.top_p).texts
+                             cfg.rl.max_new_tokens, cfg.eval.temperature, cfg.eval.top_p).texts
 
     grading.grade_with_policy(records, sample_fn, lambda b, t, n: score(reward_fn, b, t, n)[1],
                               cfg.data.grade_samples, Path(cfg.cache_dir) / "grades" / f"{key}.json", log)
@@ -100,7 +100,7 @@ def evaluate(model, tokenizer, reward_fn, records, cfg: Config, flop_model: Flop
     for i in range(0, len(records), per):
         batch = records[i:i + per]
         roll = ro.sample(model, tokenizer, ro.render(tokenizer, batch), n,
-                         cfg.rl.max_new_tokens, cfg.eval.temperature, cfg.rl.top_p)
+                         cfg.rl.max_new_tokens, cfg.eval.temperature, cfg.eval.top_p)
         _, acc = score(reward_fn, batch, roll.texts, n)
         correct.append(acc.reshape(len(batch), n))
         lengths += roll.response_mask.sum(dim=1).tolist()

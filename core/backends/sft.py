@@ -22,16 +22,17 @@ from core.config import Config
 
 def base_key(cfg: Config) -> str:
     size = schema.to_dict(cfg.size)
-    for rl_only in ("rl_lr", "resources"):   # settings that do not change the SFT base
-        size.pop(rl_only)
+    for rl_only in ("rl_lr", "resources", "shape", "verl"):   # settings that do not change the base
+        size.pop(rl_only, None)
     sel = schema.to_dict(cfg.data)
-    for rl_only in ("d_rl", "n_eval", "grade_samples", "skip_bad_rows"):   # not the SFT base
-        sel.pop(rl_only)
+    for rl_only in ("d_rl", "n_eval", "grade_samples", "skip_bad_rows", "balance_eval"):   # not the SFT base
+        sel.pop(rl_only, None)
     for unset in ("path", "sources"):      # keep keys of bases trained before these existed
         if not sel[unset]:
             sel.pop(unset)
     sft = {**schema.to_dict(cfg.sft), "lr": cfg.sft_lr}
-    ident = {"size": size, "data": sel, "sft": sft, "v": 2}   # v: bump when data generation changes
+    # v: bump when data generation or prompting changes (3: ChatML prompts, tokenizer v2)
+    ident = {"size": size, "data": sel, "sft": sft, "v": 3}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -59,10 +59,10 @@ def test_two_trial_grid_end_to_end(ray_cluster, tmp_path, monkeypatch):
     for kid in kids:
         tags, params = kid.data.tags, kid.data.params
         assert tags["grid"] == "demo" and tags["model_size"] == "xs"
-        assert tags["params_count"] == "145344" and len(tags["git_commit"]) >= 7
+        assert tags["params_count"] == "145408" and len(tags["git_commit"]) >= 7
         assert tags["axis.seed"] in ("0", "1") and tags["dataset_fingerprint"]
         assert "checkpoints" in tags and params["rl.steps"] == "4"
-        assert params["eval.k_max"] == "8" and params["ladder.size.params"] == "145344"
+        assert params["eval.k_max"] == "8" and params["ladder.size.params"] == "145408"
         assert _steps(client, kid.info.run_id, "val/pass_at_1") == [0, 2, 4]
         assert _steps(client, kid.info.run_id, "compute/flops_total") == [0, 1, 2, 3, 4]
         assert _steps(client, kid.info.run_id, "train/reward_mean") == [1, 2, 3, 4]
@@ -203,7 +203,7 @@ def test_rm_scaling_grid_end_to_end(ray_cluster, tmp_path):
                                             key=lambda m: m.step)]
         assert rm_flops[0] == 0 and all(b > a for a, b in zip(rm_flops, rm_flops[1:]))
         assert _steps(client, rid, "rm/heldout_acc") == [0]
-        assert kid.data.tags["rm_params"] == "145344"
+        assert kid.data.tags["rm_params"] == "145408"
         assert all(m.value >= 0 for m in client.get_metric_history(rid, "train/kl_init"))
     page = (run_dir / "report" / "report.html").read_text()
     assert "Reward-model over-optimisation" in page
