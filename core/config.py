@@ -32,6 +32,18 @@ class Arch:
 
 
 @dataclass(frozen=True)
+class Shape:
+    """Architecture numbers of a hub checkpoint (its config.json), so FLOPs and GPU-hours can
+    be estimated before anything is downloaded."""
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    vocab_size: int
+
+
+@dataclass(frozen=True)
 class Resources:
     """Per-trial resources. ``gpus`` are per node; verl trials span ``nodes`` nodes."""
     cpus: float = 1.0
@@ -49,6 +61,9 @@ class Size:
     sft_lr: float | None = None   # this size's SFT learning rate, used when sft.lr is null
     rl_lr: float | None = None    # this size's RL learning rate, used when rl.lr is null
     resources: Resources = Resources()
+    shape: Shape | None = None    # hub checkpoints: architecture numbers for cost estimates
+    verl: dict[str, Any] = field(default_factory=dict)   # verl keys for this size (parallelism,
+                                                         # offload), over the top-level `verl` map
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ class Ladder:
     name: str
     description: str
     sizes: dict[str, Size]
+    preset: str | None = None     # the real-scale preset this ladder needs (scale=<preset>)
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,8 @@ class Data:
     path: str | None = None                 # file-backed datasets: folder or hub id (guru)
     sources: tuple[str, ...] = ()           # file-backed datasets: sources to keep (empty: all)
     skip_bad_rows: bool = False             # count and skip invalid rows instead of failing
+    balance_eval: bool = False              # file-backed datasets: eval prompts drawn equally
+                                            # from every domain (else in proportion to size)
     grade_samples: int = 8                  # samples per prompt when the base policy grades
                                             # ungraded prompts' difficulty (0: do not grade)
 
@@ -125,7 +143,9 @@ class RL:
                                              # are sign-like and large without it)
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 8
+    max_new_tokens: int = 8                  # response budget in tokens
+    max_prompt_tokens: int = 512             # prompt budget in tokens (verl's data.max_prompt_length;
+                                             # longer prompts are an error there)
     clip_ratio: float = 0.2
     kl_coef: float | None = None             # None: no reference model, no KL term
     max_grad_norm: float = 1.0
@@ -140,6 +160,7 @@ class Eval:
     n_samples: int = 16           # samples per eval prompt (n of pass@k)
     k_max: int = 16               # largest k; pass@k_max is the creativity index
     temperature: float = 1.0
+    top_p: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -164,8 +185,20 @@ class Grid:
     name: str
     description: str
     axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # dotted key -> values
+    # per preset, this grid's values at that scale (dotted key -> value), applied when
+    # `scale=<preset>` is selected, before command-line overrides: at_scale.r1 = {...}
+    at_scale: dict[str, dict[str, Any]] = field(default_factory=dict)
     search: Search | None = None
     max_concurrent: int | None = None    # None: as many as resources allow
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How ``--cfg`` / ``--dry-run`` turn FLOPs into GPU-hours (``core/estimate.py``)."""
+    gpu: str = "H100/H200 SXM, bf16 dense"
+    peak_tflops: float = 989.0      # per GPU
+    mfu: float = 0.02               # model FLOPs utilisation of a whole RL step
+    response_fill: float = 1.0      # expected response length / rl.max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -180,6 +213,10 @@ class Config:
     ladder: Ladder
     model: str                                    # ladder size of this trial
     backend: Literal["local", "verl"] = "local"
+    preset: str | None = None                     # set by tune/scale/<name>.yaml (scale=<name>)
+    device: Literal["auto", "gpu", "cpu"] = "auto"   # verl: gpu (vLLM/SGLang) or cpu (its real
+                                                  # trainer without a GPU); auto: gpu when the
+                                                  # cluster (or this machine) has GPUs
     seed: int = 0                                 # RL seed
     data: Data = Data()
     reward: Reward = Reward()
@@ -187,6 +224,7 @@ class Config:
     sft: SFT = SFT()
     rl: RL = RL()
     eval: Eval = Eval()
+    estimate: Estimate = Estimate()
     tracking: Tracking = Tracking()
     resume: bool = False
     output_dir: str = "runs"
@@ -224,30 +262,18 @@ def grid_descriptions() -> dict[str, str]:
 
 
 def compose(grid: str, overrides: list[str] = ()) -> dict:
-    """Compose ``tune/config.yaml`` with ``grid=<grid>`` and the overrides; a plain dict."""
+    """Compose ``tune/config.yaml`` with ``grid=<grid>`` and the overrides; a plain dict.
+
+    With a real-scale preset selected (``scale=r1``), the grid's own values at that scale
+    (``grid.at_scale.<preset>``) apply after the preset and before the command line."""
     if grid not in grid_names():
         raise ConfigError("grid", grid, "no such file under tune/grid/", allowed=grid_names())
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
     # verl keys pass through: `verl.a.b=v` adds (or replaces) a key under the open `verl` map
     overrides = [f"++{o}" if o.startswith("verl.") else o for o in overrides]
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = hydra_compose("config", overrides=[f"grid={grid}", *overrides])
-        data = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        msg = f"config error in overrides {list(overrides)}: {_first_line(exc)}"
-        bad = re.search(r"Could not override '([^']+)'", str(exc))
-        if bad and overrides:   # name the keys that do exist where the typo is
-            parent, _, _ = bad.group(1).rpartition(".")
-            node = compose(grid, [])
-            for part in filter(None, parent.split(".")):
-                node = node.get(part, {}) if isinstance(node, dict) else {}
-            if isinstance(node, dict) and node:
-                msg += f"; keys under `{parent or '<root>'}`: {', '.join(node)}"
-        raise UserError(msg) from exc
+    data = _hydra(grid, overrides)
+    at_scale = flatten_keys((data["grid"].get("at_scale") or {}).get(data.get("preset")) or {})
+    if at_scale:
+        data = _hydra(grid, [f"++{k}={hydra_value(v)}" for k, v in at_scale.items()] + overrides)
     data["grid"]["name"] = grid
     data["grid"]["axes"] = flatten_keys(data["grid"].get("axes") or {})
     if data["grid"]["axes"].get("model") == "all":   # every size of the ladder in use
@@ -255,6 +281,55 @@ def compose(grid: str, overrides: list[str] = ()) -> dict:
         if data["model"] not in data["ladder"]["sizes"]:
             data["model"] = data["grid"]["axes"]["model"][0]
     return data
+
+
+def _hydra(grid: str, overrides: list[str]) -> dict:
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=[f"grid={grid}", *overrides])
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(_hydra_message(grid, overrides, exc)) from exc
+
+
+def _hydra_message(grid: str, overrides: list[str], exc: Exception) -> str:
+    """One message for a Hydra failure: an unknown key names the keys that do exist there,
+    an unknown option lists every option of the group (Hydra's own list may be cut off)."""
+    text = str(exc)
+    msg = f"config error in overrides {list(overrides)}: {_first_line(exc)}"
+    group = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if group:
+        options = sorted(p.stem for p in (CONFIG_DIR / group.group(1)).glob("*.yaml"))
+        return (f"config error at `{group.group(1)}`: no option {group.group(2)!r}; allowed: "
+                f"{', '.join(options)}")
+    bad = re.search(r"Could not override '([^']+)'", text)
+    if bad and overrides:   # name the keys that do exist where the typo is
+        parent, _, _ = bad.group(1).rpartition(".")
+        node = _hydra(grid, [])
+        for part in filter(None, parent.split(".")):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and node:
+            msg += f"; keys under `{parent or '<root>'}`: {', '.join(node)}"
+    return msg
+
+
+def hydra_value(v: Any) -> str:
+    """A value in Hydra's override grammar (lists, null, booleans, quoted strings)."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if v is None:
+        return "null"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(hydra_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, str) and re.search(r"[=,\[\]{}()'\" :$\\]", v):   # Hydra's quoted string
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(v)
 
 
 def flatten_keys(tree: dict, prefix: str = "") -> dict:
@@ -336,6 +411,10 @@ def _require(ok: bool, key: str, value: Any, expected: str, allowed=None) -> Non
 
 def check(cfg: Config, registry) -> None:
     """Checks that span keys or need the plugin registry."""
+    _require(cfg.ladder.preset is None or cfg.preset == cfg.ladder.preset, "ladder", cfg.ladder.name,
+             f"ladder {cfg.ladder.name!r} runs only with its real-scale settings: add "
+             f"scale={cfg.ladder.preset} (tune/scale/{cfg.ladder.preset}.yaml: Guru-RL-92k, "
+             "reasoning-length responses, 128 validation samples, GPUs per size)")
     _require(cfg.model in cfg.ladder.sizes, "model", cfg.model,
              f"not a size of ladder {cfg.ladder.name!r}", allowed=list(cfg.ladder.sizes))
     for name, size in cfg.ladder.sizes.items():
@@ -347,14 +426,8 @@ def check(cfg: Config, registry) -> None:
                  "a size needs exactly one of `path` (hub id or folder) or `arch`")
     _check_plugins(cfg, registry)
     _check_numbers(cfg)
-    if cfg.backend == "verl":
-        _require(cfg.size.path is not None, "backend", cfg.backend,
-                 f"the verl backend loads checkpoints by hub id or path; size {cfg.model!r} "
-                 f"of ladder {cfg.ladder.name!r} has none (use ladder=r1_distill)")
-        _require(cfg.size.resources.gpus >= 1, f"ladder.sizes.{cfg.model}.resources.gpus",
-                 cfg.size.resources.gpus, "the verl backend needs at least 1 GPU per trial")
-        _require(cfg.eval.temperature > 0, "eval.temperature", cfg.eval.temperature,
-                 "verl's V1 validation ignores do_sample: pass@k needs sampling at temperature > 0")
+    from core.backends import get_backend
+    get_backend(cfg.backend).check(cfg)
     if cfg.grid.search is not None:
         _require(not cfg.grid.axes, "grid.search", "set",
                  "a grid declares either `axes` (grid search) or `search` (Optuna), not both")
@@ -407,7 +480,8 @@ def _check_plugins(cfg: Config, registry) -> None:
 
 def data_options(cfg: Config) -> dict[str, Any]:
     """The optional ``data.*`` keys that are set (passed to the dataset factory)."""
-    opts = {"path": cfg.data.path, "sources": cfg.data.sources, "skip_bad_rows": cfg.data.skip_bad_rows}
+    opts = {"path": cfg.data.path, "sources": cfg.data.sources, "skip_bad_rows": cfg.data.skip_bad_rows,
+            "balance_eval": cfg.data.balance_eval}
     return {k: v for k, v in opts.items() if v not in (None, (), False)}
 
 
@@ -415,6 +489,7 @@ def _check_numbers(cfg: Config) -> None:
     positive = {"data.d_rl": cfg.data.d_rl, "data.n_eval": cfg.data.n_eval,
                 "rl.prompts_per_step": cfg.rl.prompts_per_step,
                 "rl.max_new_tokens": cfg.rl.max_new_tokens, "eval.every": cfg.eval.every,
+                "rl.max_prompt_tokens": cfg.rl.max_prompt_tokens,
                 "eval.n_samples": cfg.eval.n_samples, "eval.k_max": cfg.eval.k_max,
                 "sft.batch_size": cfg.sft.batch_size}
     for key, value in positive.items():
@@ -423,8 +498,12 @@ def _check_numbers(cfg: Config) -> None:
                        "rl.warmup_steps": cfg.rl.warmup_steps,
                        "data.d_sft": cfg.data.d_sft}.items():
         _require(value >= 0, key, value, "must be >= 0")
-    for key, value in {"rl.max_grad_norm": cfg.rl.max_grad_norm}.items():
+    for key, value in {"rl.max_grad_norm": cfg.rl.max_grad_norm,
+                       "estimate.peak_tflops": cfg.estimate.peak_tflops}.items():
         _require(value > 0, key, value, "must be > 0")
+    _require(0 < cfg.estimate.mfu <= 1, "estimate.mfu", cfg.estimate.mfu, "must be in (0, 1]")
+    _require(0 < cfg.estimate.response_fill <= 1, "estimate.response_fill",
+             cfg.estimate.response_fill, "must be in (0, 1]")
     lrs = [("rl.lr", "rl_lr", cfg.rl_lr)] + ([("sft.lr", "sft_lr", cfg.sft_lr)]
                                             if cfg.data.d_sft > 0 else [])
     for key, size_key, value in lrs:
@@ -439,6 +518,7 @@ def _check_numbers(cfg: Config) -> None:
              "identical, so pass@k would equal pass@1)")
     _require(cfg.rl.temperature > 0, "rl.temperature", cfg.rl.temperature, "must be > 0")
     _require(0 < cfg.rl.top_p <= 1, "rl.top_p", cfg.rl.top_p, "must be in (0, 1]")
+    _require(0 < cfg.eval.top_p <= 1, "eval.top_p", cfg.eval.top_p, "must be in (0, 1]")
     _require(0 < cfg.rl.clip_ratio < 1, "rl.clip_ratio", cfg.rl.clip_ratio, "must be in (0, 1)")
     _require(cfg.rl.kl_coef is None or cfg.rl.kl_coef > 0, "rl.kl_coef", cfg.rl.kl_coef,
              "must be > 0, or null to turn the KL term off")

@@ -31,11 +31,16 @@ class FlopModel:
     @classmethod
     def from_config(cls, config) -> "FlopModel":
         """From a Hugging Face Qwen2/Llama-style config (hidden, layers, heads, kv heads)."""
-        h, layers = config.hidden_size, config.num_hidden_layers
-        heads, kv = config.num_attention_heads, config.num_key_value_heads
-        head_dim = getattr(config, "head_dim", None) or h // heads
-        attn_linear = h * (heads * head_dim + 2 * kv * head_dim + heads * head_dim)
-        dense = (3 * h * config.intermediate_size + attn_linear) * layers + 2 * config.vocab_size * h
+        return cls.from_shape(config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
+                              config.num_key_value_heads, config.intermediate_size, config.vocab_size,
+                              getattr(config, "head_dim", None))
+
+    @classmethod
+    def from_shape(cls, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
+                   vocab_size: int, head_dim: int | None = None) -> "FlopModel":
+        head_dim = head_dim or hidden // heads
+        attn_linear = hidden * (heads * head_dim + 2 * kv_heads * head_dim + heads * head_dim)
+        dense = (3 * hidden * intermediate + attn_linear) * layers + 2 * vocab_size * hidden
         return cls(dense_n=dense, attn_per_seq2=head_dim * heads * layers)
 
     def forward(self, seqlens: Iterable[int]) -> float:

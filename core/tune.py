@@ -17,15 +17,17 @@ usage: python -m core.tune grid=NAME [KEY=VALUE | +KEY=VALUE | ~KEY ...] [--cfg]
 Run a scaling grid: one Ray Tune trial per point of the grid's axes, logged to MLflow.
 
 options:
-  --cfg      print the resolved config (and the trials it expands to) and exit
-  --dry-run  with backend=verl: print, per trial, the verl command line it would run
+  --cfg      print the resolved config, the trials it expands to and their estimated
+             cost (FLOPs by phase, GPU-hours), and exit
+  --dry-run  with backend=verl: print, per trial, the verl command line it would run, and
+             the estimated cost
   --help     show this message and the available grids
 
 examples:
   python -m core.tune grid=demo
   python -m core.tune grid=demo rl.steps=5 grid.axes.seed=[0] --cfg
   ray job submit --working-dir . -- python -m core.tune grid=demo
-  python -m core.tune grid=model_scaling backend=verl ladder=r1_distill --dry-run
+  python -m core.tune grid=model_scaling scale=r1 --dry-run
 """
 
 FLAGS = ("--cfg", "--dry-run", "--help", "-h")
@@ -80,14 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load(grid, overrides)
         trials = expand(cfg)
         if "--cfg" in flags:
+            from core.estimate import render
             print(render_cfg(cfg, trials), end="")
+            print(render(trials))
             return 0
         if "--dry-run" in flags:
-            if cfg.backend != "verl":
-                raise UserError("--dry-run prints the verl command of each trial; add backend=verl "
-                                "(and a ladder with hub ids or paths, e.g. ladder=r1_distill)")
-            from core.backends.verl import dry_run
-            print(dry_run(cfg, trials))
+            from core.backends import get_backend
+            backend = get_backend(cfg.backend)
+            if backend.dry_run is None:
+                raise UserError(f"--dry-run prints the command each trial runs; backend={cfg.backend} "
+                                "runs trials in-process (add backend=verl, e.g. with ladder=r1_distill scale=r1)")
+            from core.estimate import render
+            print(backend.dry_run(cfg, trials))
+            print("\n" + render(trials))
             return 0
         from core.grid import run_grid   # heavy imports (ray, torch) start here
         return run_grid(cfg, trials)

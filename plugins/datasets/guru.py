@@ -261,18 +261,33 @@ def _pools(root: str, domains: tuple[str, ...], sources: tuple[str, ...],
 
 
 # --- selection -------------------------------------------------------------------------------------
-def stratified_sample(records: list[dict], n: int, seed: int) -> list[dict]:
+def stratified_sample(records: list[dict], n: int, seed: int, balance_domains: bool = False) -> list[dict]:
     """``n`` records with each (domain, level) cell represented in proportion to its size
-    (largest remainder), seeded; order shuffled."""
+    (largest remainder), seeded; order shuffled. ``balance_domains``: every domain gets the
+    same share (levels within a domain still in proportion), so a small domain's pass@k is
+    measured on as many prompts as a large one's."""
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         cells[r["extra_info"]["domain"], r["extra_info"]["difficulty"]].append(r)
     keys = sorted(cells)
     total = len(records)
-    exact = {k: n * len(cells[k]) / total for k in keys}
-    quota = {k: int(exact[k]) for k in keys}
-    for k in sorted(keys, key=lambda k: (-(exact[k] - quota[k]), k))[: n - sum(quota.values())]:
-        quota[k] += 1
+    if balance_domains:
+        per_domain = defaultdict(int)
+        for d, lv in keys:
+            per_domain[d] += len(cells[d, lv])
+        share = 1 / len(per_domain)
+        exact = {k: n * share * len(cells[k]) / per_domain[k[0]] for k in keys}
+    else:
+        exact = {k: n * len(cells[k]) / total for k in keys}
+    quota = {k: min(int(exact[k]), len(cells[k])) for k in keys}
+    for k in sorted(keys, key=lambda k: (-(exact[k] - quota[k]), k)):
+        if sum(quota.values()) >= n:
+            break
+        if quota[k] < len(cells[k]):
+            quota[k] += 1
+    if sum(quota.values()) < n:
+        raise ValueError(f"{n} records requested with balanced domains, but a domain is too "
+                         f"small to give {n // len({d for d, _ in keys})} of them")
     rng = random.Random(seed)
     out = [r for k in keys for r in rng.sample(cells[k], quota[k])]
     rng.shuffle(out)
@@ -281,8 +296,9 @@ def stratified_sample(records: list[dict], n: int, seed: int) -> list[dict]:
 
 def load(split: str, n: int, domains: Sequence[str] = DOMAINS, difficulties: Sequence[int] = (1, 2, 3, 4),
          seed: int = 0, path: str | None = None, sources: Sequence[str] = (),
-         skip_bad_rows: bool = False) -> list[dict]:
-    """Dataset-plugin factory: ``n`` records of ``split`` for the selection (copies)."""
+         skip_bad_rows: bool = False, balance_eval: bool = False) -> list[dict]:
+    """Dataset-plugin factory: ``n`` records of ``split`` for the selection (copies);
+    ``balance_eval`` draws the eval split equally from every domain."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: allowed {', '.join(SPLITS)}")
     bad = [d for d in domains if d not in DOMAINS]
@@ -296,7 +312,8 @@ def load(split: str, n: int, domains: Sequence[str] = DOMAINS, difficulties: Seq
         raise ValueError(f"{n} {split} records requested, but the selection (domains {list(domains)}, "
                          f"levels {list(difficulties)}{', sources ' + str(list(sources)) if sources else ''}) "
                          f"holds {len(keep)} in {root}")
-    return json.loads(json.dumps(stratified_sample(keep, n, seed)))   # callers may mutate
+    picked = stratified_sample(keep, n, seed, balance_domains=balance_eval and split == "eval")
+    return json.loads(json.dumps(picked))   # callers may mutate
 
 
 def bad_row_count(path: str | None, domains: Sequence[str], sources: Sequence[str] = ()) -> int:
@@ -308,6 +325,6 @@ def bad_row_count(path: str | None, domains: Sequence[str], sources: Sequence[st
 def agentic_rl_datasets():
     yield DatasetSpec(
         name="guru", factory=load, domains=DOMAINS, splits=SPLITS,
-        options=("path", "sources", "skip_bad_rows"), worked_examples=False,
+        options=("path", "sources", "skip_bad_rows", "balance_eval"), worked_examples=False,
         data_sources=DATA_SOURCE_PREFIXES,
         description="Guru-RL-92k (LLM360): math, codegen, logic, simulation, table, stem; hub id or folder")

@@ -22,10 +22,10 @@ def test_overrides_follow_hydra_grammar():
                                "~grid.axes.model", "rl.kl_coef=0.01"])
     assert cfg.rl.steps == 3 and cfg.eval.k_max == 4 and cfg.rl.kl_coef == 0.01
     assert cfg.grid.axes == {"seed": (5,)}
-    cfg = config.load("demo", ["ladder=r1_distill", "model=r1-7b", "backend=verl",
-                               "~grid.axes.model"])
+    cfg = config.load("demo", ["scale=r1", "model=r1-7b", "~grid.axes.model"])
     assert cfg.size.path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
-    assert cfg.size.resources.gpus == 8
+    assert cfg.size.resources.gpus == 8 and cfg.preset == "r1" and cfg.backend == "verl"
+    assert cfg.rl.max_new_tokens == 16384 and cfg.eval.n_samples == cfg.eval.k_max == 128
 
 
 def test_every_grid_file_validates():
@@ -53,7 +53,10 @@ BAD = [
     (["rl.kl_coef=0"], "rl.kl_coef", ["null to turn the KL term off"]),
     (["data.d_sft=0"], "sft.steps", ["both be 0"]),
     (["eval.temperature=0"], "eval.temperature", ["must be > 0"]),
-    (["backend=verl"], "backend", ["ladder=r1_distill"]),
+    (["backend=verl", "device=gpu"], "backend", ["scale=r1", "device=cpu"]),
+    (["backend=verl", "device=cpu"], "data.d_sft", ["SFT warm start"]),
+    (["ladder=r1_distill", "model=r1-7b", "~grid.axes.model"], "ladder", ["add scale=r1"]),
+    (["device=gpu"], "device", ["local backend trains on the CPU"]),
     (["data.d_rl=0"], "data.d_rl", ["must be >= 1"]),
     (["rl.temperature=true"], "rl.temperature", ["expected a number"]),
     (["resume=maybe"], "resume", ["expected true or false"]),

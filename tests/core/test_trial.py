@@ -44,6 +44,14 @@ def test_full_trial_metrics_flops_and_pass_at_k(cfg, tmp_path):
     assert train[-1]["compute/flops_reference"] > 0       # KL on: the reference runs
     assert train[-1]["compute/flops_update"] == pytest.approx(
         3 * train[-1]["compute/flops_rollout"], rel=1e-9)   # same sequences, train = 3x fwd
+    # the estimate printed before launch (--cfg, --dry-run) is within 30% of what the run spent
+    from core.estimate import trial_cost
+    est = trial_cost(cfg, pad=True)
+    last = steps[-1][0]
+    for phase in ("rollout", "reference", "update", "eval"):
+        assert est.flops[phase] == pytest.approx(last[f"compute/flops_{phase}"], rel=0.3), phase
+    assert est.train_flops == pytest.approx(last["compute/flops_total"], rel=0.3)
+    assert est.flops["sft"] == pytest.approx(steps[0][0]["compute/flops_sft"], rel=0.3)
 
 
 def test_killed_trial_resumes_from_its_checkpoint(cfg, tmp_path):
