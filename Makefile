@@ -11,13 +11,14 @@ PIP_Q  := --quiet --disable-pip-version-check
 
 setup: $(STAMP) sandbox
 
-# The code sandbox (plugins/rewards/sandbox.py) runs model-written programs under bubblewrap.
+# Debian packages: bubblewrap for the code sandbox (plugins/rewards/sandbox.py), which runs
+# model-written programs; stockfish, the opponent of the chess-endgame environment.
 sandbox:
-	@command -v bwrap >/dev/null 2>&1 || { \
-	  echo "installing bubblewrap (Debian package) for the code sandbox"; \
+	@{ command -v bwrap >/dev/null 2>&1 && { command -v stockfish >/dev/null 2>&1 || test -x /usr/games/stockfish; }; } || { \
+	  echo "installing bubblewrap and stockfish (Debian packages)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; }; }
+	  $$SUDO apt-get install -y -qq bubblewrap stockfish >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap stockfish >/dev/null; }; }
 	@bwrap --version
 
 $(STAMP): pyproject.toml requirements/cpu.lock
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml requirements/cpu.lock
 	@# torch first and on its own: this pin takes the CPU build from the local disk;
 	@# an unpinned torch, pulled in by another package, would fetch a multi-GB CUDA build.
 	$(PIP) install $(PIP_Q) torch==2.13.0
-	$(PIP) install $(PIP_Q) -c requirements/cpu.lock -e '.[test,bench]'
+	$(PIP) install $(PIP_Q) -c requirements/cpu.lock -e '.[test]'
 	@du -sh $(VENV) | awk '{print "venv size: " $$1}'
 	touch $@
 
@@ -37,7 +38,14 @@ demo: $(STAMP)
 test: $(STAMP) sandbox
 	$(PY) -m pytest -q
 
-bench: $(STAMP) sandbox
+# TRL for the GRPO bench only, outside the venv (trl 1.x breaks verl): bench/grpo_vs_trl.py
+# puts .bench/site on its path; its dependencies are the venv's own.
+BENCH_SITE := .bench/site
+$(BENCH_SITE)/.installed:
+	$(PIP) install $(PIP_Q) --no-deps --target $(BENCH_SITE) trl==1.16.0
+	touch $@
+
+bench: $(STAMP) sandbox $(BENCH_SITE)/.installed
 	$(PY) -m bench
 
 # A real local Ray head: submit a smoke grid through the Jobs API, then stop the head.
@@ -49,4 +57,4 @@ lock: $(STAMP)
 	$(PIP) freeze --exclude-editable | grep -v -E "^(-e |torch==)" | sort -f > requirements/cpu.lock
 
 clean:
-	rm -rf $(VENV) .cache runs mlflow.db
+	rm -rf $(VENV) .bench .cache runs mlflow.db

@@ -12,6 +12,20 @@ import tempfile
 import time
 
 SIZE, PROMPTS, G, NEW_TOKENS, STEPS = "s", 16, 8, 12, 8
+# trl lives outside the venv (`make bench` installs it here): trl 1.x breaks verl's imports
+BENCH_SITE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".bench", "site")
+
+
+def _import_trl():
+    import sys
+    if BENCH_SITE not in sys.path:
+        sys.path.insert(0, BENCH_SITE)
+    try:
+        import trl
+    except ImportError as exc:
+        raise SystemExit(f"trl is not installed in {BENCH_SITE}: run `make bench` (it installs it "
+                         "there, outside the venv, because trl 1.x breaks verl)") from exc
+    return trl
 
 
 def _cfg(cache: str, workdir: str):
@@ -38,19 +52,22 @@ def ours(cfg, workdir: str) -> float:
 def trl(cfg, base: str) -> float:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    trl_module = _import_trl()
+    GRPOConfig, GRPOTrainer = trl_module.GRPOConfig, trl_module.GRPOTrainer
 
     from core.backends.local import load_data
     from plugins.rewards.synthetic import SyntheticVerifier
     train, _ = load_data(cfg)
     tok = AutoTokenizer.from_pretrained(base, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(base)
-    rows = [{"prompt": tok.bos_token + r["prompt"][0]["content"], "data_source": r["data_source"],
+    # conversational prompts: TRL renders them through the chat template, as this trainer does
+    rows = [{"prompt": r["prompt"], "data_source": r["data_source"],
              "ground_truth": r["reward_model"]["ground_truth"]} for r in train]
     verify = SyntheticVerifier()
 
     def reward(prompts, completions, data_source, ground_truth, **_):
-        return [verify(d, c, g).score for c, d, g in zip(completions, data_source, ground_truth)]
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]   # chat turns
+        return [verify(d, t, g).score for t, d, g in zip(texts, data_source, ground_truth)]
 
     stamps = []
 
@@ -83,5 +100,5 @@ def main() -> None:
     print(f"GRPO step, size {SIZE} ({cfg.size.params:,} params), {PROMPTS} prompts x G={G}, "
           f"{NEW_TOKENS} new tokens, {STEPS} timed steps, {torch.get_num_threads()} threads")
     print(f"  this trainer: {ours_sps:8.1f} samples/s")
-    print(f"  TRL {__import__('trl').__version__}:    {trl_sps:8.1f} samples/s")
+    print(f"  TRL {_import_trl().__version__}:    {trl_sps:8.1f} samples/s")
     print(f"  ratio (ours / TRL): {ours_sps / trl_sps:.2f}x   (goal: >= 1.5x)")
