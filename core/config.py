@@ -1,5 +1,9 @@
 """The typed experiment config: one schema, each option documented once, validated at load.
 
+The types and the documentation of every key live here; their default values live in one
+place only, ``tune/config.yaml`` (and the ladder and grid files): the dataclasses below carry
+no defaults for the keys that file sets, so the two cannot disagree.
+
 ``load(grid, overrides)`` composes ``tune/`` with Hydra's compose API (so ``key=value``,
 ``+key=value`` and ``~key`` behave as in verl), builds the frozen :class:`Config` and checks
 the combinations that types cannot express (``eval.k_max <= eval.n_samples``, plugin names,
@@ -16,6 +20,7 @@ from typing import Any, Literal
 
 from core import schema
 from core.errors import ConfigError, UserError
+from core.hydra_utils import flatten_keys, hydra_value
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "tune"
 
@@ -58,10 +63,10 @@ class Size:
     params: int | None = None
     path: str | None = None
     arch: Arch | None = None
-    sft_lr: float | None = None   # this size's SFT learning rate, used when sft.lr is null
-    rl_lr: float | None = None    # this size's RL learning rate, used when rl.lr is null
+    sft_lr: float | None = None                          # this size's SFT learning rate, used when sft.lr is null
+    rl_lr: float | None = None                           # this size's RL learning rate, used when rl.lr is null
     resources: Resources = Resources()
-    shape: Shape | None = None    # hub checkpoints: architecture numbers for cost estimates
+    shape: Shape | None = None                           # hub checkpoints: architecture numbers for cost estimates
     verl: dict[str, Any] = field(default_factory=dict)   # verl keys for this size (parallelism,
                                                          # offload), over the top-level `verl` map
 
@@ -71,25 +76,25 @@ class Ladder:
     name: str
     description: str
     sizes: dict[str, Size]
-    preset: str | None = None     # the real-scale preset this ladder needs (scale=<preset>)
+    preset: str | None = None       # the real-scale preset this ladder needs (scale=<preset>)
 
 
 @dataclass(frozen=True)
 class Data:
-    dataset: str = "synthetic"              # dataset plugin
-    domains: tuple[str, ...] = ("arith",)   # must be among the plugin's domains
-    difficulties: tuple[int, ...] = (1, 2)  # difficulty levels drawn
-    d_rl: int = 512                         # RL prompts in the pool (D_RL)
-    d_sft: int = 2000                       # SFT worked examples (D_SFT, 0 = no warm start)
-    n_eval: int = 64                        # held-out eval prompts in total
-    seed: int = 0                           # data seed (shared by the SFT base)
-    path: str | None = None                 # file-backed datasets: folder or hub id (guru)
-    sources: tuple[str, ...] = ()           # file-backed datasets: sources to keep (empty: all)
-    skip_bad_rows: bool = False             # count and skip invalid rows instead of failing
-    balance_eval: bool = False              # file-backed datasets: eval prompts drawn equally
-                                            # from every domain (else in proportion to size)
-    grade_samples: int = 8                  # samples per prompt when the base policy grades
-                                            # ungraded prompts' difficulty (0: do not grade)
+    dataset: str                    # dataset plugin
+    domains: tuple[str, ...]        # must be among the plugin's domains
+    difficulties: tuple[int, ...]   # difficulty levels drawn
+    d_rl: int                       # RL prompts in the pool (D_RL)
+    d_sft: int                      # SFT worked examples (D_SFT, 0 = no warm start)
+    n_eval: int                     # held-out eval prompts in total
+    seed: int                       # data seed (shared by the SFT base)
+    path: str | None                # file-backed datasets: folder or hub id (guru)
+    sources: tuple[str, ...]        # file-backed datasets: sources to keep (empty: all)
+    skip_bad_rows: bool             # count and skip invalid rows instead of failing
+    balance_eval: bool              # file-backed datasets: eval prompts drawn equally
+                                    # from every domain (else in proportion to size)
+    grade_samples: int              # samples per prompt when the base policy grades
+                                    # ungraded prompts' difficulty (0: do not grade)
 
 
 @dataclass(frozen=True)
@@ -97,70 +102,74 @@ class RM:
     """The learned reward model (``reward.name=learned_rm``): a Bradley-Terry RM of ladder size
     ``size`` trained on ``d_rm`` preference pairs from the policy base's samples, labelled by
     the ``gold`` rule reward, served by Ray Serve and queried over HTTP."""
-    size: str = "xs"                  # ladder size of the RM
-    d_rm: int = 1000                  # preference pairs (D_RM)
-    n_eval_pairs: int = 128           # held-out pairs (eval split) for accuracy / calibration
-    steps: int = 200                  # Bradley-Terry training steps
-    batch_size: int = 32              # pairs per step
-    lr: float = 1e-4
-    init: Literal["base", "random"] = "base"   # backbone: the size's SFT base, or random init
-    gold: str = "synthetic"           # rule reward that labels pairs and scores gold reward
-    url: str | None = None            # base URL of a running endpoint (http://host:port);
+    size: str                         # ladder size of the RM
+    d_rm: int                         # preference pairs (D_RM)
+    n_eval_pairs: int                 # held-out pairs (eval split) for accuracy / calibration
+    steps: int                        # Bradley-Terry training steps
+    batch_size: int                   # pairs per step
+    lr: float
+    init: Literal["base", "random"]   # backbone: the size's SFT base, or random init
+    gold: str                         # rule reward that labels pairs and scores gold reward
+    url: str | None                   # base URL of a running endpoint (http://host:port);
                                       # None: the grid starts one on `port`
-    port: int = 8000
-    token: str | None = None          # bearer token of the endpoint (None: no auth)
-    max_batch_size: int = 64          # Serve batching: items per forward
-    timeout_s: float = 30.0           # per HTTP request
-    retries: int = 6                  # on connection errors and 5xx, with backoff
+    port: int
+    token: str | None                 # bearer token of the endpoint (None: no auth)
+    max_batch_size: int               # Serve batching: items per forward
+    timeout_s: float                  # per HTTP request
+    retries: int                      # on connection errors and 5xx, with backoff
 
 
 @dataclass(frozen=True)
 class Reward:
-    name: str = "synthetic"       # reward plugin
-    format_weight: float = 0.0    # weight of the format score added to correctness
-    rm: RM = field(default_factory=RM)
+    name: str                       # reward plugin
+    format_weight: float            # weight of the format score added to correctness
+    options: dict[str, Any]         # the plugin's own settings
+    rm: RM
 
 
 @dataclass(frozen=True)
 class Curriculum:
-    name: str = "mixed"           # curriculum plugin
+    name: str                       # curriculum plugin
+    options: dict[str, Any]         # the plugin's own settings
 
 
 @dataclass(frozen=True)
 class SFT:
-    steps: int = 300
-    batch_size: int = 64
-    lr: float | None = None       # null: the ladder size's sft_lr
+    steps: int
+    batch_size: int
+    lr: float | None                # null: the ladder size's sft_lr
 
 
 @dataclass(frozen=True)
 class RL:
-    steps: int = 40
-    prompts_per_step: int = 32
-    group_size: int = 8                      # samples per prompt (G)
-    lr: float | None = None                  # null: the ladder size's rl_lr
-    warmup_steps: int = 0                    # linear learning-rate warmup (Adam's first steps
-                                             # are sign-like and large without it)
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 8                  # response budget in tokens
-    max_prompt_tokens: int = 512             # prompt budget in tokens (verl's data.max_prompt_length;
-                                             # longer prompts are an error there)
-    clip_ratio: float = 0.2
-    kl_coef: float | None = None             # None: no reference model, no KL term
-    max_grad_norm: float = 1.0
-    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
-    adv_estimator: Literal["grpo"] = "grpo"
-    engine: Literal["vllm", "sglang"] = "vllm"   # rollout engine of the verl backend
+    steps: int
+    prompts_per_step: int
+    group_size: int                                                                     # samples per prompt (G)
+    lr: float | None                                                                    # null: the ladder size's rl_lr
+    warmup_steps: int                                                                   # linear learning-rate warmup (Adam's first steps
+                                                                                        # are sign-like and large without it)
+    temperature: float
+    top_p: float
+    max_new_tokens: int                                                                 # response budget in tokens
+    max_prompt_tokens: int                                                              # prompt budget in tokens (verl's data.max_prompt_length;
+                                                                                        # longer prompts are an error there)
+    clip_ratio: float
+    kl_coef: float | None                                                               # None: no reference model, no KL term
+    max_grad_norm: float
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"]
+    adv_estimator: Literal["grpo"]
+    algorithm: Literal["grpo", "sft"]                                                   # sft: the matched control, SFT continued for
+                                                                                        # rl.steps steps from the same base, same evals
+    engine: Literal["vllm", "sglang"]                                                   # rollout engine of the verl backend
 
 
 @dataclass(frozen=True)
 class Eval:
-    every: int = 10               # evaluate at step 0, every `every` steps and at the end
-    n_samples: int = 16           # samples per eval prompt (n of pass@k)
-    k_max: int = 16               # largest k; pass@k_max is the creativity index
-    temperature: float = 1.0
-    top_p: float = 1.0
+    every: int                      # evaluate at step 0, every `every` steps and at the end
+    n_samples: int                  # samples per eval prompt (n of pass@k)
+    k_max: int                      # largest k; pass@k_max is the creativity index
+    temperature: float
+    top_p: float
 
 
 @dataclass(frozen=True)
@@ -184,53 +193,52 @@ class Search:
 class Grid:
     name: str
     description: str
-    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # dotted key -> values
-    # per preset, this grid's values at that scale (dotted key -> value), applied when
-    # `scale=<preset>` is selected, before command-line overrides: at_scale.r1 = {...}
+    search: Search | None                                               # an Optuna search instead of axes
+    max_concurrent: int | None                                          # None: as many trials at once as resources allow
+    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)      # dotted key -> values
+                                                                        # per preset, this grid's values at that scale (dotted key -> value), applied when
+                                                                        # `scale=<preset>` is selected, before command-line overrides: at_scale.r1 = {...}
     at_scale: dict[str, dict[str, Any]] = field(default_factory=dict)
-    search: Search | None = None
-    max_concurrent: int | None = None    # None: as many as resources allow
 
 
 @dataclass(frozen=True)
 class Estimate:
     """How ``--cfg`` / ``--dry-run`` turn FLOPs into GPU-hours (``core/estimate.py``)."""
-    gpu: str = "H100/H200 SXM, bf16 dense"
-    peak_tflops: float = 989.0      # per GPU
-    mfu: float = 0.02               # model FLOPs utilisation of a whole RL step
-    response_fill: float = 1.0      # expected response length / rl.max_new_tokens
+    gpu: str
+    peak_tflops: float              # per GPU
+    mfu: float                      # model FLOPs utilisation of a whole RL step
+    response_fill: float            # expected response length / rl.max_new_tokens
 
 
 @dataclass(frozen=True)
 class Tracking:
-    tracking_uri: str | None = None   # None: $MLFLOW_TRACKING_URI or sqlite in the project
-    experiment: str | None = None     # None: the grid's name
+    tracking_uri: str | None        # None: $MLFLOW_TRACKING_URI or sqlite in the project
+    experiment: str | None          # None: the grid's name
 
 
 @dataclass(frozen=True)
 class Config:
     grid: Grid
     ladder: Ladder
-    model: str                                    # ladder size of this trial
-    backend: Literal["local", "verl"] = "local"
-    preset: str | None = None                     # set by tune/scale/<name>.yaml (scale=<name>)
-    device: Literal["auto", "gpu", "cpu"] = "auto"   # verl: gpu (vLLM/SGLang) or cpu (its real
-                                                  # trainer without a GPU); auto: gpu when the
-                                                  # cluster (or this machine) has GPUs
-    seed: int = 0                                 # RL seed
-    data: Data = Data()
-    reward: Reward = Reward()
-    curriculum: Curriculum = Curriculum()
-    sft: SFT = SFT()
-    rl: RL = RL()
-    eval: Eval = Eval()
-    estimate: Estimate = Estimate()
-    tracking: Tracking = Tracking()
-    resume: bool = False
-    output_dir: str = "runs"
-    cache_dir: str = ".cache"
-    verl: dict[str, Any] = field(default_factory=dict)   # verl keys passed through as is
-                                                         # (backend=verl): verl.a.b=value
+    model: str                              # ladder size of this trial
+    backend: Literal["local", "verl"]
+    preset: str | None                      # set by tune/scale/<name>.yaml (scale=<name>)
+    device: Literal["auto", "gpu", "cpu"]   # verl: gpu (vLLM/SGLang) or cpu (its real trainer
+                                            # without a GPU); auto: gpu when the cluster (or this
+                                            # machine) has GPUs
+    seed: int                               # RL seed
+    data: Data
+    reward: Reward
+    curriculum: Curriculum
+    sft: SFT
+    rl: RL
+    eval: Eval
+    estimate: Estimate
+    tracking: Tracking
+    resume: bool                            # continue the newest run of this grid (Tuner.restore)
+    output_dir: str                         # run folders: <output_dir>/<grid>/<stamp>/
+    cache_dir: str                          # SFT bases, tiny models, RMs, difficulty grades
+    verl: dict[str, Any]                    # verl keys passed through as is (backend=verl): verl.a.b=value
 
     @property
     def size(self) -> Size:
@@ -317,34 +325,6 @@ def _hydra_message(grid: str, overrides: list[str], exc: Exception) -> str:
     return msg
 
 
-def hydra_value(v: Any) -> str:
-    """A value in Hydra's override grammar (lists, null, booleans, quoted strings)."""
-    if isinstance(v, bool):
-        return str(v).lower()
-    if v is None:
-        return "null"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(hydra_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ",".join(f"{k}:{hydra_value(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, str) and re.search(r"[=,\[\]{}()'\" :$\\]", v):   # Hydra's quoted string
-        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return str(v)
-
-
-def flatten_keys(tree: dict, prefix: str = "") -> dict:
-    """Nested maps as dotted keys: ``{"rl": {"lr": [..]}}`` -> ``{"rl.lr": [..]}``. Grid axes
-    use it (``grid.axes.rl.lr=[..]`` nests, YAML may write ``rl.lr: [..]``: both mean the
-    axis ``rl.lr``), and so do verl passthrough keys."""
-    flat = {}
-    for key, values in tree.items():
-        if isinstance(values, dict):
-            flat.update(flatten_keys(values, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = values
-    return flat
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return " ".join(text.splitlines()[:3]) if text else type(exc).__name__
@@ -426,8 +406,8 @@ def check(cfg: Config, registry) -> None:
                  "a size needs exactly one of `path` (hub id or folder) or `arch`")
     _check_plugins(cfg, registry)
     _check_numbers(cfg)
-    from core.backends import get_backend
-    get_backend(cfg.backend).check(cfg)
+    from core.backends.checks import check_backend
+    check_backend(cfg)
     if cfg.grid.search is not None:
         _require(not cfg.grid.axes, "grid.search", "set",
                  "a grid declares either `axes` (grid search) or `search` (Optuna), not both")

@@ -24,11 +24,13 @@ from pathlib import Path
 from core import schema
 from core.backends import get_backend
 from core.config import Config, with_values
+from core.errors import UserError
 from core.layout import run_dir, trial_key
 from core.tracking import STEP_METRIC, Tracker, experiment_name, tracking_uri
 from core.trial import run_trial
 
 FAULT_ENV = "ARL_FAULT_KILL_AT_STEP"   # testing hook: kill each trial once after this step
+USER_ERROR = "user_error.txt"          # in a trial folder: the trial failed on bad input
 
 
 def train_fn(config: dict, raw: dict, out: str, fault_step: int | None) -> None:
@@ -41,13 +43,30 @@ def train_fn(config: dict, raw: dict, out: str, fault_step: int | None) -> None:
     workdir = Path(out) / "trials" / trial_key(config)
     checkpoint = tune.get_checkpoint()
     resume = Path(checkpoint.to_directory()) if checkpoint else None
-    for metrics, ckpt in run_trial(cfg, workdir, resume_from=resume):
-        metrics = {**metrics, "trial_dir": str(workdir)}
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt) if ckpt else None)
-        marker = workdir / "fault_injected"
-        if fault_step is not None and metrics["step"] == fault_step and not marker.exists():
-            marker.write_text("killed once by the fault-injection hook\n")
-            os._exit(1)   # an abrupt death, as an OOM kill or a lost node would be
+    _not_again(workdir)
+    try:
+        for metrics, ckpt in run_trial(cfg, workdir, resume_from=resume):
+            _report(metrics, ckpt, workdir, fault_step)
+    except UserError as exc:   # bad input fails the same way again: Tune's retries must not rerun it
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / USER_ERROR).write_text(str(exc))
+        raise
+
+
+def _not_again(workdir: Path) -> None:
+    """A trial that failed on bad input fails at once when Tune retries it, with the same message."""
+    if (workdir / USER_ERROR).exists():
+        raise UserError((workdir / USER_ERROR).read_text() + " (not retried: the input is wrong)")
+
+
+def _report(metrics: dict, ckpt: Path | None, workdir: Path, fault_step: int | None) -> None:
+    from ray import tune
+    metrics = {**metrics, "trial_dir": str(workdir)}
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt) if ckpt else None)
+    marker = workdir / "fault_injected"
+    if fault_step is not None and metrics["step"] == fault_step and not marker.exists():
+        marker.write_text("killed once by the fault-injection hook\n")
+        os._exit(1)   # an abrupt death, as an OOM kill or a lost node would be
 
 
 def _make_callback():
@@ -147,12 +166,20 @@ def _param_space(cfg: Config):
     return space, EvalStepOptuna(metric=cfg.grid.search.metric, mode=cfg.grid.search.mode)
 
 
-def check_data(trials: list[tuple[dict, Config]]) -> None:
-    """Load every distinct data selection of the grid once, so that bad input is reported
-    before any trial starts (fingerprints are memoised per data config)."""
+def check_inputs(trials: list[tuple[dict, Config]]) -> None:
+    """Load every distinct data selection of the grid once (fingerprints are memoised per data
+    config) and exercise every distinct reward and curriculum on it, so that bad data or a
+    plugin that breaks its protocol is reported before any trial starts."""
     from core.data import selection_fingerprint
+    from core.plugin_check import check_plugins
+    seen = set()
     for _, t in trials:
         selection_fingerprint(t)
+        key = json.dumps([schema.to_dict(t.data), schema.to_dict(t.reward), schema.to_dict(t.curriculum),
+                          t.rl.prompts_per_step, t.rl.group_size], sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            check_plugins(t)
 
 
 def start_rm_endpoints(cfg: Config, trials: list[tuple[dict, Config]]) -> str | None:
@@ -164,7 +191,7 @@ def start_rm_endpoints(cfg: Config, trials: list[tuple[dict, Config]]) -> str | 
     if not learned:
         return None
     from serve.app import RMAppArgs, deploy
-    from serve.rm import checkpoint_root
+    from core.rm import checkpoint_root
     port = cfg.reward.rm.port or free_port()
     url = None
     for size in sorted({t.reward.rm.size for t in learned}):
@@ -208,7 +235,7 @@ def _start_ray(cfg: Config, trials: list) -> tuple[bool, dict]:
 def run_grid(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
     import ray
     from ray import tune
-    check_data(trials)    # a bad path, file or row fails here, before Ray or MLflow start
+    check_inputs(trials)  # a bad path, file, row or plugin fails here, before Ray or MLflow start
     uri, experiment = tracking_uri(cfg), experiment_name(cfg)
     tracker = Tracker(uri, experiment)   # a bad store fails here, before any folder exists
     out = run_dir(cfg)

@@ -12,8 +12,10 @@ import os
 import shutil
 import string
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.config import Size
+if TYPE_CHECKING:
+    from core.config import Size
 
 # Qwen2.5-Instruct's special tokens: <|endoftext|> pads, <|im_end|> ends a turn (and is the
 # EOS generation stops at), <|im_start|> opens one; there is no BOS. verl's Qwen rollout

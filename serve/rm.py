@@ -1,122 +1,21 @@
-"""Reward models for a trial: build D_RM, train (cached), serve.
+"""Reward models on the command line: train one (``core/rm.py``) or serve them (``serve/app.py``).
 
     python -m serve.rm train grid=rm_scaling reward.rm.size=s reward.rm.d_rm=500
         train (or find) the RM this config asks for; logs a run to MLflow; prints its id
     python -m serve.rm up --ladder tiny [--sizes xs,s] [--port 8000] [--token T]
         start a local Ray + Serve with one app per RM size class; prints the URLs
 
-``ensure_rm(cfg)`` is what a trial calls: the RM lives in
-``<cache_dir>/rm/<size>/<key>`` (a Hugging Face checkpoint), where the key hashes the RM size,
-D_RM, its training settings, the policy base whose samples make the pairs, the data and the
-seed; a file lock makes concurrent trials wait instead of training twice. The Serve app of
-that size class has ``checkpoint_root=<cache_dir>/rm/<size>`` and loads the key on demand
-(multiplexed), so every trial of a grid shares one endpoint per size class.
+Training and its cache (``ensure_rm``) live in ``core/rm.py``; the endpoint serves the cache's
+checkpoints by key.
 """
 from __future__ import annotations
 
 import argparse
-import fcntl
-import hashlib
 import json
-import shutil
 import sys
 import time
-from pathlib import Path
 
-from core import schema
-from core.config import Config, with_values
-
-PAIR_SAMPLES = 16   # samples per prompt when looking for a right and a wrong response
-
-
-def checkpoint_root(cfg: Config, size: str | None = None) -> Path:
-    return Path(cfg.cache_dir).resolve() / "rm" / (size or cfg.reward.rm.size)
-
-
-def rm_key(cfg: Config) -> str:
-    from core.backends.sft import base_key
-    rm = schema.to_dict(cfg.reward.rm)
-    for serving_only in ("url", "port", "token", "max_batch_size", "timeout_s", "retries"):
-        rm.pop(serving_only)
-    ident = {"rm": rm, "rm_arch": schema.to_dict(cfg.ladder.sizes[cfg.reward.rm.size]),
-             "policy_base": base_key(cfg) if cfg.data.d_sft else schema.to_dict(cfg.size),
-             "policy": cfg.model, "data": schema.to_dict(cfg.data), "v": 1}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _for_size(cfg: Config, size: str) -> Config:
-    return schema.build(Config, with_values(schema.to_dict(cfg), {"model": size}))
-
-
-def build_pairs(cfg: Config, policy_source: str, log=print) -> tuple[list[dict], list[dict]]:
-    """(train, held-out) pairs from the policy base's samples (``PAIR_SAMPLES`` per prompt, up
-    to 10 x the pairs asked for in prompts), labelled by the gold verifier."""
-    import torch
-
-    from core import data, models
-    from core.backends import rollout as ro
-    from core.backends.local import score
-    from core.plugins import registry
-    from core.errors import ConfigError
-    from plugins.datasets.preference import PreferenceDataError, policy_pairs
-    rm = cfg.reward.rm
-    model, tok = models.load(policy_source)
-    model.eval()
-    gold = registry().get("rewards", rm.gold).factory(format_weight=0.0)
-
-    def sample_fn(batch, n):
-        with torch.no_grad():
-            return ro.sample(model, tok, ro.render(tok, batch), n,
-                             cfg.rl.max_new_tokens, cfg.rl.temperature, cfg.rl.top_p).texts
-
-    def correct_fn(batch, texts, n):
-        return score(gold, batch, texts, n)[1].tolist()
-
-    out = []
-    for role, n in (("rm_train", rm.d_rm), ("rm_eval", rm.n_eval_pairs)):
-        prompts = data.select(cfg, role, n=10 * n)
-        t = time.time()
-        try:
-            out.append(policy_pairs(prompts, sample_fn, correct_fn, n, PAIR_SAMPLES, seed=cfg.data.seed))
-        except PreferenceDataError as exc:
-            key = "reward.rm.d_rm" if role == "rm_train" else "reward.rm.n_eval_pairs"
-            raise ConfigError(key, n, str(exc)) from exc
-        log(f"[rm] {n} {role.split('_')[1]} pairs from {cfg.model}'s samples ({time.time() - t:.0f}s)")
-    return out[0], out[1]
-
-
-def ensure_rm(cfg: Config, log=print) -> tuple[str, Path, dict]:
-    """(key, checkpoint folder, held-out metrics) of the RM ``cfg`` asks for; trains it once."""
-    from core import models
-    from core.backends.sft import warm_start
-    from plugins.datasets.preference import fingerprint
-    from serve.rm_model import init_rm, train_rm
-    rm = cfg.reward.rm
-    root = checkpoint_root(cfg)
-    root.mkdir(parents=True, exist_ok=True)
-    key = rm_key(cfg)
-    out = root / key
-    with open(root / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (out / "rm.json").exists():
-            log(f"[rm {rm.size}] reusing cached reward model {key}")
-        else:
-            policy_source, _ = warm_start(cfg, log)
-            train_pairs, eval_pairs = build_pairs(cfg, policy_source, log)
-            rm_cfg = _for_size(cfg, rm.size)
-            backbone = warm_start(rm_cfg, log)[0] if rm.init == "base" else models.model_source(
-                rm_cfg.size, Path(cfg.cache_dir).resolve(), seed=cfg.data.seed)
-            init = init_rm(backbone, root / f"{key}.init", seed=cfg.data.seed)
-            metrics = train_rm(str(init), out, train_pairs, eval_pairs, rm.steps, rm.batch_size,
-                               rm.lr, seed=cfg.data.seed, log=log)
-            shutil.rmtree(init, ignore_errors=True)
-            info = {**metrics, "pairs_fingerprint": fingerprint(train_pairs),
-                    "eval_pairs_fingerprint": fingerprint(eval_pairs), "size": rm.size,
-                    "d_rm": rm.d_rm, "backbone": str(backbone), "policy_base": str(policy_source)}
-            (out / "rm.json").write_text(json.dumps(info, indent=1))
-    info = json.loads((out / "rm.json").read_text())
-    return key, out, {k: v for k, v in info.items() if k.startswith("rm/")}
-
+from core.rm import checkpoint_root, ensure_rm
 
 # --- command line ----------------------------------------------------------------------------------
 def _train(argv: list[str]) -> int:

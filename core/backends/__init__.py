@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.backends import checks
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -40,38 +42,27 @@ class Backend:
     dry_run: Callable[[Any, list], str] | None = None
 
 
-def _local_run(cfg, workdir, resume=None, log=print):
-    from core.backends import local
-    return local.run(cfg, workdir, resume=resume, log=log)
-
-
-def _local_check(cfg) -> None:
-    from core.errors import ConfigError
-    if cfg.device == "gpu":
-        raise ConfigError("device", cfg.device, "the local backend trains on the CPU; use "
-                          "backend=verl for GPUs", allowed=["auto", "cpu"])
+def _lazy(module: str, attr: str):
+    """``module.attr``, imported when first called (backends import torch, ray or verl)."""
+    def call(*args, **kwargs):
+        import importlib
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+    return call
 
 
 LOCAL = Backend(
     name="local", description="embedded GRPO trainer (HF generate + torch), CPU",
-    run=_local_run,
+    run=_lazy("core.backends.local", "run"),
     resources=lambda cfg: {"cpu": cfg.size.resources.cpus, "gpu": cfg.size.resources.gpus},
-    check=_local_check, ray_init=lambda trials: {},
+    check=checks.check_local, ray_init=lambda trials: {},
     max_concurrent=lambda cfg, trials: cfg.grid.max_concurrent)
-
-
-def _verl(attr: str):
-    def call(*args, **kwargs):
-        from core.backends import verl
-        return getattr(verl, attr)(*args, **kwargs)
-    return call
-
 
 VERL = Backend(
     name="verl", description="verl 0.9.1 main_ppo: vLLM/SGLang on GPUs, or its real trainer on the CPU",
-    run=_verl("run"), resources=_verl("resources"), check=_verl("check"),
-    ray_init=_verl("ray_init"), max_concurrent=_verl("max_concurrent"), finalize=_verl("finalize"),
-    dry_run=_verl("dry_run"))
+    run=_lazy("core.backends.verl_trial", "run"), resources=_lazy("core.backends.verl", "resources"),
+    check=checks.check_verl, ray_init=_lazy("core.backends.verl", "ray_init"),
+    max_concurrent=_lazy("core.backends.verl", "max_concurrent"),
+    finalize=_lazy("core.backends.verl", "finalize"), dry_run=_lazy("core.backends.verl", "dry_run"))
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (LOCAL, VERL)}
 

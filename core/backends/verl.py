@@ -23,12 +23,15 @@ in cpu mode) divided by one trial's.
 from __future__ import annotations
 
 import shlex
-import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.config import Config, flatten_keys, hydra_value
+from core.backends.checks import resolve_device
+from core.hydra_utils import flatten_keys, hydra_value
+
+if TYPE_CHECKING:
+    from core.config import Config
 
 BRIDGE = Path(__file__).resolve().parents[1] / "verl_reward.py"
 # Modules verl imports in every process of a run: one TransferQueue per run (always), and the
@@ -43,31 +46,6 @@ CPU_MODE_MAX_TOKENS = 16384   # tokens per micro-batch (dynamic batch size) on t
 
 
 # --- device ------------------------------------------------------------------------------------
-def local_gpus() -> int:
-    """GPUs on this machine (nvidia-smi, else torch)."""
-    if shutil.which("nvidia-smi"):
-        import subprocess
-        try:
-            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-            return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
-        except (OSError, subprocess.SubprocessError):
-            return 0
-    try:
-        import torch
-        return torch.cuda.device_count()
-    except Exception:
-        return 0
-
-
-def resolve_device(cfg: Config, cluster_gpus: float | None = None) -> str:
-    """``gpu`` or ``cpu`` for ``device=auto``: the joined cluster's GPUs when given, else this
-    machine's."""
-    if cfg.device != "auto":
-        return cfg.device
-    gpus = cluster_gpus if cluster_gpus is not None else local_gpus()
-    return "gpu" if gpus > 0 else "cpu"
-
-
 def finalize(cfg: Config, cluster_gpus: float | None) -> dict[str, Any]:
     """``device=auto`` made concrete for every trial of a grid."""
     return {"device": resolve_device(cfg, cluster_gpus)} if cfg.device == "auto" else {}
@@ -221,32 +199,6 @@ def environment(cfg: Config) -> dict[str, str]:
 
 
 # --- the backend record's functions ----------------------------------------------------------------
-def check(cfg: Config) -> None:
-    from core.errors import ConfigError
-    device = resolve_device(cfg)
-    if device == "gpu" and cfg.size.path is None:
-        raise ConfigError("backend", cfg.backend,
-                          f"verl on GPUs loads checkpoints by hub id or path; size {cfg.model!r} of "
-                          f"ladder {cfg.ladder.name!r} has none (use ladder=r1_distill scale=r1, "
-                          "or device=cpu for the tiny ladder)")
-    if device == "gpu" and cfg.size.resources.gpus < 1:
-        raise ConfigError(f"ladder.sizes.{cfg.model}.resources.gpus", cfg.size.resources.gpus,
-                          "verl on GPUs needs at least 1 GPU per trial")
-    if cfg.eval.temperature <= 0:
-        raise ConfigError("eval.temperature", cfg.eval.temperature,
-                          "verl's V1 validation ignores do_sample: pass@k needs sampling at temperature > 0")
-    from core.plugins import registry
-    if device == "gpu" and registry().get("rewards", cfg.reward.name).kind == "learned":
-        raise ConfigError("reward.name", cfg.reward.name,
-                          "a learned RM is trained inside the trial by the embedded trainer, which runs "
-                          "on the CPU: the RM study runs on the tiny ladder (device=cpu) until RM "
-                          "training moves to GPUs", allowed=["a rule reward, e.g. guru"])
-    if cfg.data.d_sft:
-        raise ConfigError("data.d_sft", cfg.data.d_sft,
-                          "the verl backend does not run an SFT warm start yet: set data.d_sft=0 "
-                          "(the r1_distill checkpoints are already distilled)")
-
-
 def resources(cfg: Config) -> dict[str, float]:
     return {"cpu": 1, "gpu": 0}   # verl books its own placement groups; Tune must not capture them
 
@@ -304,8 +256,3 @@ def dry_run(cfg: Config, trials: list[tuple[dict, Config]]) -> str:
         head = " ".join([*(f"{k}={v}" for k, v in env.items()), *map(shlex.quote, cmd[:3])])
         lines.append(" \\\n    ".join([head, *(shlex.quote(c) for c in cmd[3:])]))
     return "\n".join(lines)
-
-
-def run(cfg: Config, workdir: Path, resume: Path | None = None, log=print):
-    from core.backends import verl_trial
-    return verl_trial.run(cfg, workdir, resume=resume, log=log)

@@ -228,7 +228,7 @@ def _learned_rm(cfg: Config, log):
     from transformers import AutoConfig
 
     from core.flops import FlopModel
-    from serve.rm import ensure_rm
+    from core.rm import ensure_rm
     key, path, metrics = ensure_rm(cfg, log)
     return key, FlopModel.from_config(AutoConfig.from_pretrained(path)), metrics
 

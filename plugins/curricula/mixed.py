@@ -30,6 +30,15 @@ class MixedCurriculum:
             self._order = (epoch, order)
         return self._order[1]
 
+    def update(self, step: int, records, outcomes) -> None:
+        """Mixed ignores outcomes: its order is a function of (step, seed) alone."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
     def batch(self, step: int, size: int) -> list[dict]:
         start = step * size
         out = []

@@ -42,7 +42,8 @@ def score_response(data_source: str, response: str, ground_truth: str,
 
 
 class SyntheticVerifier:
-    """Callable reward: ``verifier(data_source, response, ground_truth) -> Score``."""
+    """The reward protocol (``core.protocols.Reward``): ``score_batch(items) -> [Score]``; also
+    callable on one response: ``verifier(data_source, response, ground_truth) -> Score``."""
 
     def __init__(self, format_weight: float = 0.0) -> None:
         self.format_weight = format_weight
@@ -50,6 +51,9 @@ class SyntheticVerifier:
     def __call__(self, data_source: str, response: str, ground_truth: str,
                  extra_info: dict | None = None) -> Score:
         return score_response(data_source, response, ground_truth, self.format_weight)
+
+    def score_batch(self, items) -> list[Score]:
+        return [score_response(ds, resp, gt, self.format_weight) for ds, resp, gt, *_ in items]
 
 
 @hookimpl

@@ -269,7 +269,7 @@ def test_write_data_follows_the_curriculum_in_verls_schema(tmp_path):
 @pytest.mark.gpu
 def test_main_ppo_runs_a_tiny_grid_on_a_gpu(tmp_path):
     """Needs CUDA, vLLM and verl[vllm] (the `gpu` extra): one verl trial end to end."""
-    from core.backends.verl import run
+    from core.backends.verl_trial import run
     from core.models import init_tiny
     tiny = load("demo", [])
     model = init_tiny(tiny.ladder.sizes["s"], tmp_path / "model", seed=0)

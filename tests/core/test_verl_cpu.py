@@ -56,8 +56,8 @@ def _place_rm(cfg) -> str:
     init has no right answers to pair, so it could not build one itself)."""
     from core import models
     from plugins.datasets.synthetic import generate
-    from serve.rm import checkpoint_root, rm_key
-    from serve.rm_model import init_rm, train_rm
+    from core.rm import checkpoint_root, rm_key, train_rm
+    from serve.rm_model import init_rm
     root = checkpoint_root(cfg)
     root.mkdir(parents=True, exist_ok=True)
     key = rm_key(cfg)
@@ -74,7 +74,7 @@ def _place_rm(cfg) -> str:
 def test_verl_smoke_grid_with_a_served_rm_killed_after_step_1(cluster, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
     from serve.app import RMAppArgs, deploy
-    from serve.rm import checkpoint_root
+    from core.rm import checkpoint_root
 
     from core.grid import FAULT_ENV, run_grid
     port = cluster

@@ -37,7 +37,7 @@ def _cfg(tmp: Path, size: str, d_rm: int):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """RMs at two sizes (xs, s) and a second xs checkpoint (another D_RM) for multiplexing."""
-    from serve.rm import ensure_rm
+    from core.rm import ensure_rm
     tmp = tmp_path_factory.mktemp("rm")
     out = {}
     for name, size, d_rm in (("xs", "xs", 96), ("s", "s", 96), ("xs_b", "xs", 48)):
@@ -53,7 +53,7 @@ def cluster(trained):
     from ray import serve
 
     from serve.app import RMAppArgs, deploy
-    from serve.rm import checkpoint_root
+    from core.rm import checkpoint_root
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     port = free_port()
     urls = {}
@@ -99,7 +99,7 @@ def test_training_at_two_sizes_writes_hf_checkpoints(trained):
 
 
 def test_cached_rm_is_reused(trained):
-    from serve.rm import ensure_rm
+    from core.rm import ensure_rm
     logs = []
     key, path, _ = ensure_rm(trained["xs"]["cfg"], log=logs.append)
     assert key == trained["xs"]["key"] and any("reusing" in line for line in logs)

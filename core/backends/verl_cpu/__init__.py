@@ -30,7 +30,6 @@ from contextlib import contextmanager
 
 VERL_VERSION = "0.9.1"
 PLATFORM = "cpu"
-ROLLOUT = "hf"
 MODULE = __name__
 
 

@@ -283,9 +283,11 @@ def _replica_class():
     return HFReplica
 
 
+ROLLOUT = "hf"
+
+
 def register() -> None:
     """Register the ``hf`` rollout in verl's replica registry and rollout-class table."""
-    from core.backends.verl_cpu import ROLLOUT
     from verl.workers.rollout import base
     from verl.workers.rollout.replica import RolloutReplicaRegistry
     RolloutReplicaRegistry.register(ROLLOUT, _replica_class)
