@@ -69,77 +69,78 @@ def _report(metrics: dict, ckpt: Path | None, workdir: Path, fault_step: int | N
         os._exit(1)   # an abrupt death, as an OOM kill or a lost node would be
 
 
+class _ProgressAndMlflow:
+    """Logs each trial's steps to its MLflow child run, once each, and prints progress (a Ray
+    Tune callback: ``_make_callback`` mixes it into ``tune.Callback``)."""
+
+    def __init__(self, raw: dict, uri: str, experiment: str, parent_id: str,
+                 total_steps: int) -> None:
+        self.raw, self.uri, self.experiment = raw, uri, experiment
+        self.parent_id, self.total_steps = parent_id, total_steps
+        self.runs: dict[str, str] = {}
+        self.last_logged: dict[str, int] = {}
+        self.t0 = time.time()
+        self._tracker = None
+
+    def __getstate__(self):   # Tuner.restore unpickles callbacks; client and MLflow-derived
+        return {**self.__dict__, "_tracker": None, "t0": None, "last_logged": {}}   # state are rebuilt
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(self.uri, self.experiment)
+        return self._tracker
+
+    def _run(self, trial) -> str:
+        if trial.trial_id not in self.runs:
+            values = dict(trial.config)
+            cfg = schema.build(Config, with_values(self.raw, values))
+            self.runs[trial.trial_id] = self.tracker.child(cfg, values, self.parent_id,
+                                                           trial_key(values))
+        return self.runs[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._run(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id, step = self._run(trial), int(result["step"])
+        if run_id not in self.last_logged:       # after a driver restart: ask MLflow
+            self.last_logged[run_id] = self.tracker.last_step(run_id)
+        if step <= self.last_logged[run_id]:
+            return     # a restarted trial recomputing a step its run already holds
+        self.tracker.log_step(run_id, result)
+        self.last_logged[run_id] = step
+        if step == 0:
+            self.tracker.client.set_tag(run_id, "trial_dir", result["trial_dir"])
+        if result.get("checkpoint_dir_name"):
+            self.tracker.client.set_tag(run_id, "checkpoints", trial.storage.trial_fs_path)
+        self._progress(trial, result)
+
+    def _progress(self, trial, result) -> None:
+        done = sum(s + 1 for s in self.last_logged.values())
+        self.t0 = self.t0 or time.time()
+        if "val/pass_at_1" not in result:
+            return
+        rate = (time.time() - self.t0) / max(1, done)
+        eta = rate * max(0, self.total_steps - done)
+        # the first steps carry the SFT warm-starts: no ETA until 10% are done
+        eta_txt = (f"grid ETA {eta:.0f}s" if done >= 0.1 * self.total_steps
+                   else "grid ETA: after 10% of steps")
+        label = ", ".join(f"{k}={v}" for k, v in trial.config.items()) or "trial"
+        print(f"[{done}/{self.total_steps} steps] {label}: step {int(result['step'])} "
+              f"pass@1 {result['val/pass_at_1']:.3f} creativity "
+              f"{result['val/creativity_index']:.3f}  ({eta_txt})", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.tracker.finish(self._run(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.tracker.finish(self._run(trial), status="FAILED")
+
+
 def _make_callback():
     from ray import tune
-
-    class ProgressAndMlflow(tune.Callback):
-        """Logs each trial's steps to its MLflow child run, once each, and prints progress."""
-
-        def __init__(self, raw: dict, uri: str, experiment: str, parent_id: str,
-                     total_steps: int) -> None:
-            self.raw, self.uri, self.experiment = raw, uri, experiment
-            self.parent_id, self.total_steps = parent_id, total_steps
-            self.runs: dict[str, str] = {}
-            self.last_logged: dict[str, int] = {}
-            self.t0 = time.time()
-            self._tracker = None
-
-        def __getstate__(self):   # Tuner.restore unpickles callbacks; client and MLflow-derived
-            return {**self.__dict__, "_tracker": None, "t0": None, "last_logged": {}}   # state are rebuilt
-
-        @property
-        def tracker(self) -> Tracker:
-            if self._tracker is None:
-                self._tracker = Tracker(self.uri, self.experiment)
-            return self._tracker
-
-        def _run(self, trial) -> str:
-            if trial.trial_id not in self.runs:
-                values = dict(trial.config)
-                cfg = schema.build(Config, with_values(self.raw, values))
-                self.runs[trial.trial_id] = self.tracker.child(cfg, values, self.parent_id,
-                                                               trial_key(values))
-            return self.runs[trial.trial_id]
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self._run(trial)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            run_id, step = self._run(trial), int(result["step"])
-            if run_id not in self.last_logged:       # after a driver restart: ask MLflow
-                self.last_logged[run_id] = self.tracker.last_step(run_id)
-            if step <= self.last_logged[run_id]:
-                return     # a restarted trial recomputing a step its run already holds
-            self.tracker.log_step(run_id, result)
-            self.last_logged[run_id] = step
-            if step == 0:
-                self.tracker.client.set_tag(run_id, "trial_dir", result["trial_dir"])
-            if result.get("checkpoint_dir_name"):
-                self.tracker.client.set_tag(run_id, "checkpoints", trial.storage.trial_fs_path)
-            self._progress(trial, result)
-
-        def _progress(self, trial, result) -> None:
-            done = sum(s + 1 for s in self.last_logged.values())
-            self.t0 = self.t0 or time.time()
-            if "val/pass_at_1" not in result:
-                return
-            rate = (time.time() - self.t0) / max(1, done)
-            eta = rate * max(0, self.total_steps - done)
-            # the first steps carry the SFT warm-starts: no ETA until 10% are done
-            eta_txt = (f"grid ETA {eta:.0f}s" if done >= 0.1 * self.total_steps
-                       else "grid ETA: after 10% of steps")
-            label = ", ".join(f"{k}={v}" for k, v in trial.config.items()) or "trial"
-            print(f"[{done}/{self.total_steps} steps] {label}: step {int(result['step'])} "
-                  f"pass@1 {result['val/pass_at_1']:.3f} creativity "
-                  f"{result['val/creativity_index']:.3f}  ({eta_txt})", flush=True)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.tracker.finish(self._run(trial))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.tracker.finish(self._run(trial), status="FAILED")
-
-    return ProgressAndMlflow
+    return type("ProgressAndMlflow", (_ProgressAndMlflow, tune.Callback), {"__module__": __name__})
 
 
 def _param_space(cfg: Config):

@@ -26,6 +26,7 @@ import shlex
 import subprocess
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -129,10 +130,11 @@ def parse_validation_dump(path: Path, k_max: int, rows: list[dict] | None = None
     if len(sizes) != 1:
         raise ValueError(f"{path}: prompts have different sample counts {sorted(sizes)}; "
                          "pass@k needs the same n per prompt")
-    prompts = list(groups)
+    prompts = sorted(groups, key=lambda p: (isinstance(p, str), p))   # in the val parquet's order
     correct = np.array([groups[p] for p in prompts])
     metrics = pass_at_k_metrics(correct, [domain_of[p] for p in prompts], min(k_max, correct.shape[1]))
     metrics["val/response_chars"] = float(np.mean(lengths))
+    metrics["eval/per_prompt_pass_at_1"] = correct.mean(axis=1).tolist()   # gains with intervals
     return metrics
 
 
@@ -244,21 +246,32 @@ def _pdeathsig() -> None:
 
 
 # --- execution -------------------------------------------------------------------------------------
-def run(cfg: Config, workdir: Path, resume: Path | None = None, log=print):
-    """Run verl for this trial; yield (metrics, checkpoint folder or None) once per step."""
+@dataclass
+class Launch:
+    """One launch of ``main_ppo`` for a trial, and what reading its output back needs."""
+    cmd: list[str]
+    env: dict[str, str]
+    state: State
+    metrics_file: Path
+    n_val: int
+    flop_model: object
+    tokenizer: object
+    rm_flop_model: object | None
+    rm_metrics: dict
+
+
+def _prepare(cfg: Config, workdir: Path, log) -> Launch:
+    import pyarrow.parquet as pq
+    import ray
     from transformers import AutoConfig, AutoTokenizer
 
     from core import models
     from core.flops import FlopModel
     from core.tracking import experiment_name
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     if cfg.size.path is None:     # tiny ladder: write the random-init model verl will load
         models.model_source(cfg.size, Path(cfg.cache_dir).resolve(), seed=cfg.data.seed)
     if not (workdir / "data" / "train.parquet").exists():
         write_data(cfg, workdir, log)
-    import pyarrow.parquet as pq
-    n_val = pq.read_metadata(workdir / "data" / "val.parquet").num_rows
     state = State(workdir)
     state.launches += 1
     state.save()
@@ -267,54 +280,71 @@ def run(cfg: Config, workdir: Path, resume: Path | None = None, log=print):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_RUN")}
     env.update(PYTHONUNBUFFERED="1", **environment(cfg))
     rm_model_id, rm_flop_model, rm_metrics = _learned_rm(cfg, log)
-    import ray
     address = ray.get_runtime_context().gcs_address if ray.is_initialized() else "auto"
     cmd = command(cfg, workdir, address=address, experiment=experiment_name(cfg), trial=workdir.name,
                   env_vars={"VERL_FILE_LOGGER_PATH": str(metrics_file), **_diagnostics()},
                   rm_model_id=rm_model_id)
-    log(f"[verl] launch {state.launches}: {shlex.join(cmd)}")
     path = model_path(cfg)
-    flop_model = FlopModel.from_config(AutoConfig.from_pretrained(path))
-    tok = AutoTokenizer.from_pretrained(path)
+    return Launch(cmd, env, state, metrics_file, pq.read_metadata(workdir / "data" / "val.parquet").num_rows,
+                  FlopModel.from_config(AutoConfig.from_pretrained(path)),
+                  AutoTokenizer.from_pretrained(path), rm_flop_model, rm_metrics)
+
+
+def _step_metrics(cfg: Config, workdir: Path, launch: Launch, step: int, record: dict,
+                  finished: bool):
+    """(metrics, checkpoint or None) of a step verl logged, or None while its validation dump
+    is still being written."""
+    state = launch.state
+    dump = workdir / "validation" / f"{step}.jsonl"
+    rows = read_dump(dump) if dump.exists() else []
+    complete = len(rows) >= launch.n_val * cfg.eval.n_samples
+    if _is_eval_step(cfg, step) and not complete and not finished:
+        return None                 # verl writes the dump in the background: wait for it
+    metrics = {**verl_metrics(record), "step": step}
+    count = step not in state.counted          # FLOPs of a step go in once
+    if step > 0 and count:
+        _step_flops(cfg, record, launch.flop_model, state, launch.rm_flop_model)
+    if step == 0:
+        metrics.update(launch.rm_metrics)
+    ckpt = None
+    if rows and complete:
+        metrics.update(parse_validation_dump(dump, cfg.eval.k_max, rows))
+        if count:
+            state.ledger.add("eval", launch.flop_model.forward(
+                [len(launch.tokenizer(r["input"] + r["output"])["input_ids"]) for r in rows]))
+        ckpt = workdir / "tune_checkpoint"    # Tune keeps a marker; verl resumes from its own
+        ckpt.mkdir(exist_ok=True)
+        (ckpt / "trainer.json").write_text(json.dumps({"step": step}))
+    if count:
+        state.counted.add(step)
+        state.save()
+    return {**metrics, **state.ledger.metrics()}, ckpt
+
+
+def run(cfg: Config, workdir: Path, resume: Path | None = None, log=print):
+    """Run verl for this trial; yield (metrics, checkpoint folder or None) once per step."""
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    launch = _prepare(cfg, workdir, log)
+    log(f"[verl] launch {launch.state.launches}: {shlex.join(launch.cmd)}")
     records: dict[int, dict] = {}
-    reader = MetricsFile(metrics_file)
+    reader = MetricsFile(launch.metrics_file)
     with open(workdir / "verl.log", "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=_pdeathsig)
+        proc = subprocess.Popen(launch.cmd, cwd=workdir, env=launch.env, stdout=out,
+                                stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
         while True:
             finished = proc.poll() is not None
             for step, data in reader.new_records():
                 records[step] = {**records.get(step, {}), **data}
-            for step in sorted(s for s in records if s not in state.reported):
-                dump = workdir / "validation" / f"{step}.jsonl"
-                rows = read_dump(dump) if dump.exists() else []
-                complete = len(rows) >= n_val * cfg.eval.n_samples
-                if _is_eval_step(cfg, step) and not complete and not finished:
-                    break               # verl writes the dump in the background: wait for it
-                metrics = {**verl_metrics(records[step]), "step": step}
-                count = step not in state.counted          # FLOPs of a step go in once
-                if step > 0 and count:
-                    _step_flops(cfg, records[step], flop_model, state, rm_flop_model)
-                if step == 0:
-                    metrics.update(rm_metrics)
-                ckpt = None
-                if rows and complete:
-                    metrics.update(parse_validation_dump(dump, cfg.eval.k_max, rows))
-                    if count:
-                        state.ledger.add("eval", flop_model.forward(
-                            [len(tok(r["input"] + r["output"])["input_ids"]) for r in rows]))
-                    ckpt = workdir / "tune_checkpoint"
-                    ckpt.mkdir(exist_ok=True)
-                    (ckpt / "trainer.json").write_text(json.dumps({"step": step}))
-                if count:
-                    state.counted.add(step)
-                    state.save()
-                metrics.update(state.ledger.metrics())
-                yield metrics, ckpt
+            for step in sorted(s for s in records if s not in launch.state.reported):
+                got = _step_metrics(cfg, workdir, launch, step, records[step], finished)
+                if got is None:
+                    break
+                yield got
                 # recorded once the caller has taken the step: a crash before this line makes
                 # the step come again (the grid's MLflow logging keeps the first), never vanish
-                state.reported.add(step)
-                state.save()
+                launch.state.reported.add(step)
+                launch.state.save()
             if finished:
                 break
             time.sleep(POLL_S)

@@ -78,80 +78,81 @@ class _CPUDeviceModule:
         return SimpleNamespace(name="cpu", total_memory=self.mem_get_info()[1])
 
 
+class _CPUPlatform:
+    """A CPU "device" (verl's ``PlatformBase`` interface): torch.cpu, gloo, no IPC; Ray books it
+    as a logical GPU. Mixed into verl's ``PlatformBase`` by ``_platform_class``."""
+
+    device_name = "cpu"
+    vendor_name = "cpu"
+
+    @property
+    def device_module(self):
+        return _CPUDeviceModule()
+
+    def is_available(self) -> bool:
+        return True
+
+    def current_device(self):
+        return "cpu"    # callers do tensor.to(get_device_id()); an int would mean cuda:N
+
+    def device_count(self) -> int:
+        return 1
+
+    def set_device(self, device_index) -> None:
+        return None
+
+    def synchronize(self, device_index=None) -> None:
+        return None
+
+    def manual_seed(self, seed: int) -> None:
+        import torch
+        torch.manual_seed(seed)
+
+    def manual_seed_all(self, seed: int) -> None:
+        import torch
+        torch.manual_seed(seed)
+
+    def set_allocator_settings(self, settings: str) -> None:
+        return None
+
+    def empty_cache(self) -> None:
+        return None
+
+    def get_device_capability(self, device_index: int = 0):
+        return None, None
+
+    def communication_backend_name(self) -> str:
+        return "gloo"
+
+    def visible_devices_envvar(self) -> str:
+        return "CUDA_VISIBLE_DEVICES"
+
+    @contextmanager
+    def nvtx_range(self, msg: str):
+        yield
+
+    def profiler_start(self) -> None:
+        return None
+
+    def profiler_stop(self) -> None:
+        return None
+
+    def ray_resource_name(self) -> str:
+        return "GPU"
+
+    def ray_noset_envvars(self) -> list[str]:
+        return ["RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"]
+
+    def is_ipc_supported(self) -> bool:
+        return False
+
+    def cudart(self):
+        return None
+
+
 def _platform_class():
     from verl.plugin.platform import PlatformBase
-
-    class PlatformCPU(PlatformBase):
-        """A CPU "device": torch.cpu, gloo, no IPC; Ray books it as a logical GPU."""
-
-        device_name = "cpu"
-        vendor_name = "cpu"
-
-        @property
-        def device_module(self):
-            return _CPUDeviceModule()
-
-        def is_available(self) -> bool:
-            return True
-
-        def current_device(self):
-            return "cpu"    # callers do tensor.to(get_device_id()); an int would mean cuda:N
-
-        def device_count(self) -> int:
-            return 1
-
-        def set_device(self, device_index) -> None:
-            return None
-
-        def synchronize(self, device_index=None) -> None:
-            return None
-
-        def manual_seed(self, seed: int) -> None:
-            import torch
-            torch.manual_seed(seed)
-
-        def manual_seed_all(self, seed: int) -> None:
-            import torch
-            torch.manual_seed(seed)
-
-        def set_allocator_settings(self, settings: str) -> None:
-            return None
-
-        def empty_cache(self) -> None:
-            return None
-
-        def get_device_capability(self, device_index: int = 0):
-            return None, None
-
-        def communication_backend_name(self) -> str:
-            return "gloo"
-
-        def visible_devices_envvar(self) -> str:
-            return "CUDA_VISIBLE_DEVICES"
-
-        @contextmanager
-        def nvtx_range(self, msg: str):
-            yield
-
-        def profiler_start(self) -> None:
-            return None
-
-        def profiler_stop(self) -> None:
-            return None
-
-        def ray_resource_name(self) -> str:
-            return "GPU"
-
-        def ray_noset_envvars(self) -> list[str]:
-            return ["RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"]
-
-        def is_ipc_supported(self) -> bool:
-            return False
-
-        def cudart(self):
-            return None
-
-    return PlatformCPU
+    return type("PlatformCPU", (_CPUPlatform, PlatformBase), {"__module__": __name__})
 
 
 def _gloo_process_group() -> None:

@@ -196,58 +196,59 @@ class HFRolloutServer:
         return None
 
 
+class _Adapter:
+    """verl's rollout object in the trainer's hybrid worker (its ``BaseRollout`` interface):
+    pushes weights to the server. Mixed into ``BaseRollout`` by ``_adapter_class``."""
+
+    def __init__(self, config, model_config, device_mesh, replica_rank: int = -1) -> None:
+        super().__init__(config, model_config, device_mesh)   # BaseRollout's
+        rank = int(os.environ.get("RANK", 0))
+        world = (self.config.tensor_model_parallel_size * self.config.data_parallel_size
+                 * self.config.pipeline_model_parallel_size)
+        self.replica_rank = rank // world if replica_rank == -1 else replica_rank
+        self.rollout_rank = rank % world
+        self.server_handle = None
+        self.version = 0
+        self.sleep_level = 1
+
+    def _server(self):
+        import ray
+        if self.rollout_rank != 0:
+            return None
+        if self.server_handle is None:
+            self.server_handle = ray.get_actor(_server_name(self.replica_rank))
+        return self.server_handle
+
+    async def resume(self, tags: list[str]) -> None:
+        return None
+
+    async def release(self) -> None:
+        return None
+
+    async def update_weights(self, weights, global_steps: int | None = None,
+                             wire_format: str = "named_tensors", **kwargs) -> None:
+        from verl.workers.rollout.utils import ensure_async_iterator
+        if wire_format != "named_tensors":
+            raise ValueError(f"the hf rollout takes wire_format='named_tensors', got {wire_format!r}")
+        start = time.time()
+        state = {}
+        async for name, tensor in ensure_async_iterator(weights):
+            full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+            state[name] = full.detach().to("cpu").clone()
+        server = self._server()
+        if server is None:
+            return
+        if os.environ.get(NO_SYNC_ENV) != "1":
+            self.version += 1
+            await server.load_weights.remote(state, self.version)
+        if global_steps is not None:
+            await server.set_global_steps.remote(global_steps)
+        logger.info("hf rollout: %d tensors synced in %.2fs", len(state), time.time() - start)
+
+
 def _adapter_class():
     from verl.workers.rollout.base import BaseRollout
-
-    class HFServerAdapter(BaseRollout):
-        """verl's rollout object in the trainer's hybrid worker: pushes weights to the server."""
-
-        def __init__(self, config, model_config, device_mesh, replica_rank: int = -1) -> None:
-            super().__init__(config, model_config, device_mesh)
-            rank = int(os.environ.get("RANK", 0))
-            world = (self.config.tensor_model_parallel_size * self.config.data_parallel_size
-                     * self.config.pipeline_model_parallel_size)
-            self.replica_rank = rank // world if replica_rank == -1 else replica_rank
-            self.rollout_rank = rank % world
-            self.server_handle = None
-            self.version = 0
-            self.sleep_level = 1
-
-        def _server(self):
-            import ray
-            if self.rollout_rank != 0:
-                return None
-            if self.server_handle is None:
-                self.server_handle = ray.get_actor(_server_name(self.replica_rank))
-            return self.server_handle
-
-        async def resume(self, tags: list[str]) -> None:
-            return None
-
-        async def release(self) -> None:
-            return None
-
-        async def update_weights(self, weights, global_steps: int | None = None,
-                                 wire_format: str = "named_tensors", **kwargs) -> None:
-            from verl.workers.rollout.utils import ensure_async_iterator
-            if wire_format != "named_tensors":
-                raise ValueError(f"the hf rollout takes wire_format='named_tensors', got {wire_format!r}")
-            start = time.time()
-            state = {}
-            async for name, tensor in ensure_async_iterator(weights):
-                full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
-                state[name] = full.detach().to("cpu").clone()
-            server = self._server()
-            if server is None:
-                return
-            if os.environ.get(NO_SYNC_ENV) != "1":
-                self.version += 1
-                await server.load_weights.remote(state, self.version)
-            if global_steps is not None:
-                await server.set_global_steps.remote(global_steps)
-            logger.info("hf rollout: %d tensors synced in %.2fs", len(state), time.time() - start)
-
-    return HFServerAdapter
+    return type("HFServerAdapter", (_Adapter, BaseRollout), {"__module__": __name__})
 
 
 def __getattr__(name: str):
