@@ -44,7 +44,15 @@ class RewardSpec(_Spec):
 
 @dataclass(frozen=True)
 class CurriculumSpec(_Spec):
-    """A prompt-ordering policy: which RL prompts the trainer sees at each step."""
+    """A prompt-ordering policy: which RL prompts the trainer sees at each step; its factory
+    follows ``core.protocols.Curriculum`` and is called as ``factory(records, seed=,
+    **options)`` with ``curriculum.options`` as the keyword ``options`` (each factory checks
+    them and names the option and what is allowed when one is wrong). ``options`` lists the
+    option names it accepts; ``requires`` the ``extra_info`` fields it reads from every record
+    (``difficulty``: the level 1-4 of ``core.grading``, 0 = ungraded; ``domain``)."""
+
+    options: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
