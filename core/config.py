@@ -199,6 +199,9 @@ class Grid:
                                                                         # per preset, this grid's values at that scale (dotted key -> value), applied when
                                                                         # `scale=<preset>` is selected, before command-line overrides: at_scale.r1 = {...}
     at_scale: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # report sections, in page order (core/report/sections.py); None: chosen from the runs
+    # (findings and scaling, and rm where trials trained against a learned RM)
+    report: tuple[Literal["findings", "scaling", "rm"], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -465,6 +468,31 @@ def data_options(cfg: Config) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if v not in (None, (), False)}
 
 
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def _check_tracking(cfg: Config) -> None:
+    """An MLflow store MLflow 3 accepts, with a writable folder for a SQLite file."""
+    import os
+    uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return
+    key = "tracking.tracking_uri" if cfg.tracking.tracking_uri else "$MLFLOW_TRACKING_URI"
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    _require(scheme in TRACKING_SCHEMES, key, uri,
+             "not a tracking store MLflow 3 accepts (a ./mlruns file store is refused)",
+             allowed=["sqlite:////abs/path/mlflow.db", "http(s)://host:port",
+                      "postgresql://...", "mysql://...", "mssql://...", "databricks"])
+    if scheme == "sqlite":
+        path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        _require(path is not None and path.name not in ("", "."), key, uri,
+                 "a SQLite store is sqlite:///<file>: sqlite:////abs/path/mlflow.db")
+        folder = path.resolve().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent           # the nearest folder that exists must be writable
+        _require(os.access(folder, os.W_OK), key, uri, f"{folder} is not writable")
+
+
 def _check_numbers(cfg: Config) -> None:
     positive = {"data.d_rl": cfg.data.d_rl, "data.n_eval": cfg.data.n_eval,
                 "rl.prompts_per_step": cfg.rl.prompts_per_step,
@@ -474,10 +502,13 @@ def _check_numbers(cfg: Config) -> None:
                 "sft.batch_size": cfg.sft.batch_size}
     for key, value in positive.items():
         _require(value >= 1, key, value, "must be >= 1")
-    for key, value in {"rl.steps": cfg.rl.steps, "sft.steps": cfg.sft.steps,
-                       "rl.warmup_steps": cfg.rl.warmup_steps,
+    for key, value in {"sft.steps": cfg.sft.steps, "rl.warmup_steps": cfg.rl.warmup_steps,
                        "data.d_sft": cfg.data.d_sft}.items():
         _require(value >= 0, key, value, "must be >= 0")
+    _require(cfg.rl.steps >= 1, "rl.steps", cfg.rl.steps, "must be >= 1 (a trial trains at least one step)")
+    for key, value in {"seed": cfg.seed, "data.seed": cfg.data.seed}.items():
+        _require(0 <= value < 2**32, key, value, "must be in [0, 2^32) (torch and numpy seeds)")
+    _check_tracking(cfg)
     for key, value in {"rl.max_grad_norm": cfg.rl.max_grad_norm,
                        "estimate.peak_tflops": cfg.estimate.peak_tflops}.items():
         _require(value > 0, key, value, "must be > 0")

@@ -59,3 +59,32 @@ def selection_fingerprint(cfg: Config) -> str:
     if key not in _fingerprints:
         _fingerprints[key] = fingerprint(select(cfg, "train") + select(cfg, "eval"))
     return _fingerprints[key]
+
+
+def summary(trials) -> str:
+    """What the grid's trials would train and evaluate on, one block per distinct selection:
+    counts per split by (domain, level) and the content fingerprint (``--cfg`` prints it).
+    Bad data is an error here too; a hub dataset that cannot be reached is said so."""
+    from collections import Counter
+    lines, seen = [], set()
+    for _, t in trials:
+        key = json.dumps(schema.to_dict(t.data), sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            parts = {role: select(t, role) for role in ("train", "eval") + (("sft",) if t.data.d_sft else ())}
+        except UserError:
+            raise
+        except Exception as exc:          # e.g. a hub id with no network here
+            lines.append(f"# data {t.data.dataset} {t.data.path or ''}: not loaded here "
+                         f"({type(exc).__name__}: {str(exc)[:120]})")
+            continue
+        lines.append(f"# data {t.data.dataset}{' ' + t.data.path if t.data.path else ''}: "
+                     f"fingerprint {selection_fingerprint(t)}")
+        for role, recs in parts.items():
+            cells = Counter((r["extra_info"].get("domain") or r["ability"], r["extra_info"].get("difficulty", 0))
+                            for r in recs)
+            cell_txt = ", ".join(f"{d}/L{lv}: {n}" for (d, lv), n in sorted(cells.items()))
+            lines.append(f"#   {role}: {len(recs)} records ({cell_txt})")
+    return "\n".join(lines)

@@ -30,6 +30,7 @@ from core.tracking import STEP_METRIC, Tracker, experiment_name, tracking_uri
 from core.trial import run_trial
 
 FAULT_ENV = "ARL_FAULT_KILL_AT_STEP"   # testing hook: kill each trial once after this step
+PER_PROMPT = "eval/per_prompt_pass_at_1"   # a trial's per-prompt pass@1 at an eval step (a list)
 USER_ERROR = "user_error.txt"          # in a trial folder: the trial failed on bad input
 
 
@@ -110,6 +111,9 @@ class _ProgressAndMlflow:
             return     # a restarted trial recomputing a step its run already holds
         self.tracker.log_step(run_id, result)
         self.last_logged[run_id] = step
+        if result.get(PER_PROMPT) is not None:   # the report's gains with intervals read it
+            self.tracker.client.log_dict(run_id, {"step": step, "pass_at_1": list(result[PER_PROMPT])},
+                                         f"evals/step_{step:06d}.json")
         if step == 0:
             self.tracker.client.set_tag(run_id, "trial_dir", result["trial_dir"])
         if result.get("checkpoint_dir_name"):
@@ -228,6 +232,9 @@ def _start_ray(cfg: Config, trials: list) -> tuple[bool, dict]:
     resolved = [(v, schema.build(Config, with_values(schema.to_dict(t), concrete))) for v, t in trials]
     ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
              **({} if address else backend.ray_init(resolved)))
+    if not address:     # this driver owns the local Ray: its processes die with it, kill -9 included
+        from core import watchdog
+        watchdog.start()
     if address:
         concrete = backend.finalize(cfg, ray.cluster_resources().get("GPU", 0))
     return True, concrete

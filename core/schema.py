@@ -3,12 +3,13 @@
 ``build(Cls, data)`` walks the type hints of ``Cls``: unknown keys, missing required keys,
 wrong types and values outside a ``Literal`` raise :class:`core.errors.ConfigError` naming the
 dotted key, the value and what is allowed. Supported hints: dataclasses, ``int``, ``float``
-(ints accepted), ``str``, ``bool``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]`` (from a
+(ints accepted; inf and nan refused), ``str``, ``bool``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]`` (from a
 list), ``dict[str, X]`` and ``Any``.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -87,6 +88,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, value, "expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(key, value, "expected a finite number (not inf or nan)")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -17,8 +17,9 @@ usage: python -m core.tune grid=NAME [KEY=VALUE | +KEY=VALUE | ~KEY ...] [--cfg]
 Run a scaling grid: one Ray Tune trial per point of the grid's axes, logged to MLflow.
 
 options:
-  --cfg      print the resolved config, the trials it expands to and their estimated
-             cost (FLOPs by phase, GPU-hours), and exit
+  --cfg      print the resolved config, the trials it expands to, the data they select
+             (loaded and checked: counts per domain and level) and their estimated cost
+             (FLOPs by phase, GPU-hours), and exit
   --dry-run  with backend=verl: print, per trial, the verl command line it would run, and
              the estimated cost
   --help     show this message and the available grids
@@ -82,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load(grid, overrides)
         trials = expand(cfg)
         if "--cfg" in flags:
+            from core.data import summary
             from core.estimate import render
             print(render_cfg(cfg, trials), end="")
+            print(summary(trials))        # loads the selected data: bad data fails here
             print(render(trials))
             return 0
         if "--dry-run" in flags:

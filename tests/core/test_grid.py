@@ -42,7 +42,8 @@ def _children(tmp: Path):
 
 
 def _steps(client, run_id, key):
-    return sorted({m.step for m in client.get_metric_history(run_id, key)})
+    """Every step a metric was logged at, repeats included: a step logged twice shows twice."""
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
 def test_two_trial_grid_end_to_end(ray_cluster, tmp_path, monkeypatch):
@@ -128,15 +129,54 @@ def test_interrupted_grid_resumes_without_losing_steps(tmp_path):
     out = proc.communicate(timeout=120)[0]
     client, parent, kids = _children(tmp_path)
     first_parent = parent.info.run_id
+    assert parent.info.status == "KILLED", out[-2000:]          # the grid stopped before its end
     resumed = subprocess.run(args + ["resume=true"], cwd=ROOT, env=env, text=True,
                              capture_output=True, timeout=400)
     assert resumed.returncode == 0, out[-2000:] + resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout
     client, parent, kids = _children(tmp_path)
     assert parent.info.run_id == first_parent and len(kids) == 2
+    assert parent.info.status == "FINISHED"
     for kid in kids:
         assert _steps(client, kid.info.run_id, "compute/flops_total") == list(range(9))
         assert _steps(client, kid.info.run_id, "val/pass_at_1") == [0, 2, 4, 6, 8]
+
+
+def test_killed_driver_leaves_no_process_and_resumes_logging_each_step_once(tmp_path):
+    """kill -9 of the driver mid-grid: every process it started (Ray, its agents, the trials)
+    is stopped by its watchdog; `resume=true` then logs each step exactly once."""
+    import psutil
+    args = [sys.executable, "-m", "core.tune", "grid=demo", *_overrides(tmp_path), "rl.steps=6",
+            "grid.axes.seed=[0]", "grid.max_concurrent=1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:   # the trial has evaluated step 2 and trains on
+        if list((tmp_path / "runs").glob("demo/*/trials/*/evals/step_000002.json")):
+            break
+        if proc.poll() is not None:
+            pytest.fail("the grid exited early:\n" + proc.communicate()[0][-3000:])
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the trial never reached step 2:\n" + proc.communicate()[0][-3000:])
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert any("raylet" in p.name() for p in tree)
+    proc.kill()                     # SIGKILL: no handler, no ray.shutdown()
+    proc.communicate(timeout=30)
+    gone, alive = psutil.wait_procs(tree, timeout=30)
+    leftover = [(p.pid, p.name()) for p in alive]
+    assert not leftover, f"processes the killed driver started still run: {leftover}"
+    resumed = subprocess.run(args + ["resume=true"], cwd=ROOT, env=env, text=True,
+                             capture_output=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    client, parent, (kid,) = _children(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert _steps(client, kid.info.run_id, "trial/step") == list(range(7))      # once each
+    assert _steps(client, kid.info.run_id, "train/reward_mean") == list(range(1, 7))
+    assert _steps(client, kid.info.run_id, "val/pass_at_1") == [0, 2, 4, 6]
 
 
 def test_guru_grid_runs_on_fixture_data(ray_cluster, tmp_path):
@@ -165,10 +205,10 @@ def test_guru_grid_runs_on_fixture_data(ray_cluster, tmp_path):
 
 def test_bad_guru_path_fails_before_ray_starts(tmp_path):
     from core.errors import UserError
-    from core.grid import check_data
+    from core.grid import check_inputs
     cfg = load("guru", [f"data.path={tmp_path}/missing/a/b"])
     with pytest.raises(UserError, match="neither a folder nor a hub dataset id"):
-        check_data(expand(cfg))
+        check_inputs(expand(cfg))
 
 
 RM_SMOKE = ["grid.axes.reward.rm.size=[xs]", "grid.axes.reward.rm.d_rm=[48,96]", "model=xs",

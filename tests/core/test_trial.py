@@ -92,3 +92,19 @@ def test_model_loads_through_auto_classes(cfg):
     assert type(model).__name__ == "Qwen2ForCausalLM"
     assert count_params(model) == cfg.size.params
     assert tok.decode(tok("r:ab cd=#12")["input_ids"]) == "r:ab cd=#12"
+
+
+def test_same_seed_same_trajectory_with_a_cold_or_a_warm_cache(tmp_path):
+    """Training the SFT base in-process (cold cache) and loading it (warm cache) must not change
+    the RL trajectory: every logged value is the same."""
+    cfg = load("demo", SMOKE + ["rl.kl_coef=null", f"cache_dir={tmp_path / 'cache'}"])
+
+    def values(work):
+        out = []
+        for m, _ in run_trial(cfg, tmp_path / work, log=lambda *_: None):
+            out.append({k: v for k, v in m.items() if isinstance(v, (int, float))})
+        return out
+
+    cold = values("cold")                 # trains the SFT base, then RL
+    warm = values("warm")                 # the base comes from the cache
+    assert cold == warm
