@@ -60,6 +60,10 @@ BAD = [
     (["data.d_rl=0"], "data.d_rl", ["must be >= 1"]),
     (["rl.temperature=true"], "rl.temperature", ["expected a number"]),
     (["resume=maybe"], "resume", ["expected true or false"]),
+    (["tracking.tracking_uri=ftp://x"], "tracking.tracking_uri", ["'ftp://x'", "sqlite:////abs/path"]),
+    (["rl.temperature=inf"], "rl.temperature", ["finite number"]),
+    (["data.seed=-1"], "data.seed", ["-1", "[0, 2^32)"]),
+    (["rl.steps=0"], "rl.steps", ["must be >= 1"]),
 ]
 
 
