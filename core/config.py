@@ -80,6 +80,23 @@ class Ladder:
 
 
 @dataclass(frozen=True)
+class SftSource:
+    """SFT worked examples synthesised by rejection sampling (``core/synth``): ``k`` samples
+    per train prompt from ``teacher``, those the dataset's verifier accepts kept, deduplicated,
+    at most ``cap`` per prompt, cached under ``<cache_dir>/synth/<key>``; ``data.d_sft``
+    examples are drawn from them. Unset keys take the defaults below (the YAML sets
+    ``data.sft_source: null``: the dataset's own worked examples)."""
+    teacher: str                      # a ladder size, a checkpoint folder (a trial's policy) or a hub id
+    k: int = 8                        # samples per prompt
+    cap: int = 2                      # verified, distinct responses kept per prompt
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int | None = None  # null: rl.max_new_tokens
+    prompts: int | None = None        # train prompts sampled (null: data.d_sft); set it to share
+                                      # one synthesis across a D_SFT sweep
+
+
+@dataclass(frozen=True)
 class Data:
     dataset: str                    # dataset plugin
     domains: tuple[str, ...]        # must be among the plugin's domains
@@ -95,6 +112,8 @@ class Data:
                                     # from every domain (else in proportion to size)
     grade_samples: int              # samples per prompt when the base policy grades
                                     # ungraded prompts' difficulty (0: do not grade)
+    sft_source: SftSource | None    # null: the dataset's own worked examples; else SFT
+                                    # examples synthesised by rejection sampling (core/synth)
 
 
 @dataclass(frozen=True)
@@ -158,6 +177,8 @@ class RL:
     max_grad_norm: float
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"]
     adv_estimator: Literal["grpo"]
+    max_flops: float | None         # stop at the first step whose training FLOPs reach it
+                                    # (compare curricula at equal compute); null: rl.steps
     algorithm: Literal["grpo", "sft"]                                                   # sft: the matched control, SFT continued for
                                                                                         # rl.steps steps from the same base, same evals
     engine: Literal["vllm", "sglang"]                                                   # rollout engine of the verl backend
@@ -457,8 +478,23 @@ def _check_plugins(cfg: Config, registry) -> None:
                  allowed=[r.name for r in (e.spec for e in registry.entries("rewards"))
                           if not r.data_sources or any(d.startswith(p) for d in spec.data_sources
                                                        for p in r.data_sources)])
-    _require(cfg.data.d_sft == 0 or spec.worked_examples, "data.d_sft", cfg.data.d_sft,
-             f"dataset {spec.name!r} has no worked examples to warm-start from; set data.d_sft=0")
+    _require(cfg.data.d_sft == 0 or spec.worked_examples or cfg.data.sft_source is not None,
+             "data.d_sft", cfg.data.d_sft,
+             f"dataset {spec.name!r} has no worked examples to warm-start from; set data.d_sft=0, "
+             "or synthesise them: data.sft_source={teacher: <size, folder or hub id>}")
+    if cfg.data.sft_source is not None:
+        _check_sft_source(cfg)
+
+
+def _check_sft_source(cfg: Config) -> None:
+    src = cfg.data.sft_source
+    _require(bool(src.teacher.strip()), "data.sft_source.teacher", src.teacher,
+             "a ladder size, a checkpoint folder or a hub id", allowed=list(cfg.ladder.sizes))
+    for key in ("k", "cap", "max_new_tokens", "prompts"):
+        value = getattr(src, key)
+        _require(value is None or value >= 1, f"data.sft_source.{key}", value, "must be >= 1")
+    _require(src.temperature > 0, "data.sft_source.temperature", src.temperature, "must be > 0")
+    _require(0 < src.top_p <= 1, "data.sft_source.top_p", src.top_p, "must be in (0, 1]")
 
 
 def data_options(cfg: Config) -> dict[str, Any]:
@@ -506,6 +542,8 @@ def _check_numbers(cfg: Config) -> None:
                        "data.d_sft": cfg.data.d_sft}.items():
         _require(value >= 0, key, value, "must be >= 0")
     _require(cfg.rl.steps >= 1, "rl.steps", cfg.rl.steps, "must be >= 1 (a trial trains at least one step)")
+    _require(cfg.rl.max_flops is None or cfg.rl.max_flops > 0, "rl.max_flops", cfg.rl.max_flops,
+             "must be > 0, or null to train rl.steps steps")
     for key, value in {"seed": cfg.seed, "data.seed": cfg.data.seed}.items():
         _require(0 <= value < 2**32, key, value, "must be in [0, 2^32) (torch and numpy seeds)")
     _check_tracking(cfg)

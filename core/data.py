@@ -18,6 +18,8 @@ from core.errors import ConfigError, UserError
 
 _ROLES = {"train": ("train", "data.d_rl", 0), "eval": ("eval", "data.n_eval", 0),
           "sft": ("train", "data.d_sft", 10_000),
+          # prompts a teacher answers when SFT examples are synthesised (data.sft_source)
+          "sft_candidates": ("train", "data.sft_source.prompts", 10_000),
           # prompts whose policy samples become RM preference pairs (train / held-out)
           "rm_train": ("train", "reward.rm.d_rm", 20_000), "rm_eval": ("eval", "reward.rm.n_eval_pairs", 20_000)}
 
@@ -29,6 +31,8 @@ def select(cfg: Config, role: str, registry=None, n: int | None = None) -> list[
     spec = (registry or default_registry()).get("datasets", cfg.data.dataset)
     if n is None:
         n = attrgetter(key)(cfg)
+    if role == "sft" and cfg.data.sft_source is not None:      # synthesised worked examples
+        return _synthesised(cfg, n, registry)
     try:
         return spec.factory(split=split, n=n, domains=cfg.data.domains,
                             difficulties=cfg.data.difficulties, seed=cfg.data.seed + seed_offset,
@@ -37,6 +41,20 @@ def select(cfg: Config, role: str, registry=None, n: int | None = None) -> list[
         raise
     except ValueError as exc:   # the plugin's own message names the count it cannot supply
         raise ConfigError(key, n, f"dataset {cfg.data.dataset!r} cannot supply it: {exc}") from exc
+
+
+def _synthesised(cfg: Config, n: int, registry=None) -> list[dict]:
+    """``n`` SFT examples rejection-sampled from ``data.sft_source.teacher`` (``core.synth``;
+    built on first use, then cached)."""
+    from core import synth
+    hooks = synth.Data(select=lambda c, role, n=None: select(c, role, registry, n=n),
+                       fingerprint=fingerprint)
+    try:
+        return synth.serve(cfg, hooks, n)
+    except UserError:
+        raise
+    except ValueError as exc:
+        raise ConfigError("data.d_sft", n, str(exc)) from exc
 
 
 def fingerprint(records: list[dict]) -> str:
@@ -73,7 +91,8 @@ def summary(trials) -> str:
             continue
         seen.add(key)
         try:
-            parts = {role: select(t, role) for role in ("train", "eval") + (("sft",) if t.data.d_sft else ())}
+            own_sft = t.data.d_sft and t.data.sft_source is None   # synthesised: not run for --cfg
+            parts = {role: select(t, role) for role in ("train", "eval") + (("sft",) if own_sft else ())}
         except UserError:
             raise
         except Exception as exc:          # e.g. a hub id with no network here
@@ -87,4 +106,7 @@ def summary(trials) -> str:
                             for r in recs)
             cell_txt = ", ".join(f"{d}/L{lv}: {n}" for (d, lv), n in sorted(cells.items()))
             lines.append(f"#   {role}: {len(recs)} records ({cell_txt})")
+        if t.data.d_sft and t.data.sft_source is not None:
+            from core import synth
+            lines.append(synth.describe(t))
     return "\n".join(lines)
