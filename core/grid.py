@@ -297,8 +297,9 @@ def _status(results, raw: dict) -> str:
         return "FAILED"
     for r in results:
         cfg = schema.build(Config, with_values(raw, dict(r.config)))
-        if int((r.metrics or {}).get("step", -1)) < cfg.rl.steps:
-            return "KILLED"
+        metrics = r.metrics or {}
+        if not metrics.get("done") and int(metrics.get("step", -1)) < cfg.rl.steps:
+            return "KILLED"     # neither returned (a compute budget ends early) nor at its end
     return "FINISHED"
 
 

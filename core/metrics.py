@@ -40,8 +40,10 @@ def ks_up_to(k_max: int) -> list[int]:
 
 
 def pass_at_k_metrics(correct: np.ndarray, domains: list[str], k_max: int,
-                      prefix: str = "val") -> dict[str, float]:
-    """Per-domain and overall pass@k from a (prompts, n) boolean matrix of sample correctness.
+                      prefix: str = "val", levels: list[int] | None = None) -> dict[str, float]:
+    """Per-domain and overall pass@k from a (prompts, n) boolean matrix of sample correctness,
+    and with ``levels`` (each prompt's difficulty level, 0 = ungraded) pass@1 and pass@k_max per
+    level as ``<prefix>/level_<L>/pass_at_<k>``.
 
     The overall value is the mean over prompts (each prompt weighs the same), and
     ``<prefix>/creativity_index`` is pass@k_max.
@@ -57,6 +59,12 @@ def pass_at_k_metrics(correct: np.ndarray, domains: list[str], k_max: int,
         for d in sorted(set(domains)):
             out[f"{prefix}/{d}/pass_at_{k}"] = float(per_prompt[domains_arr == d].mean())
     out[f"{prefix}/creativity_index"] = out[f"{prefix}/pass_at_{k_max}"]
+    if levels is not None:
+        lv = np.asarray(levels)
+        for k in sorted({1, k_max}):
+            per_prompt = pass_at_k(n, c, k)
+            for level in sorted(set(levels)):
+                out[f"{prefix}/level_{level}/pass_at_{k}"] = float(per_prompt[lv == level].mean())
     return out
 
 

@@ -53,6 +53,12 @@ class CurriculumSpec(_Spec):
 
     options: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
+    # whether the schedule depends on outcomes (given the options): verl runs a static one as
+    # the parquet's order and an online one through its custom sampler
+    online: bool | Callable[[dict], bool] = False
+
+    def is_online(self, options: dict) -> bool:
+        return bool(self.online(dict(options)) if callable(self.online) else self.online)
 
 
 @dataclass(frozen=True)

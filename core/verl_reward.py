@@ -3,10 +3,11 @@
 ``compute_score(data_source, solution_str, ground_truth, extra_info, **reward_kwargs)`` is
 async. ``reward_kwargs`` (``+reward.custom_reward_function.reward_kwargs.*``, written by
 ``core/backends/verl.py``) name our reward plugin and its settings: ``reward_name``,
-``format_weight`` and, for a learned RM, ``rm_url``, ``rm_size``, ``rm_model_id``,
+``format_weight``, ``reward_options`` (a JSON string of the plugin's own settings) and, for a
+learned RM, ``rm_url``, ``rm_size``, ``rm_model_id``,
 ``rm_token``, ``rm_gold``. The plugin comes from the same registry as the local backend, is
 built once per process and reused. It returns ``{"score", "acc", "pred", "domain",
-"prompt_index"}``; verl
+"prompt_index", "difficulty"}``; verl
 puts every key into ``reward_extra_info`` (``pred`` enables its maj@N; ``domain`` lets our
 validation-dump parser compute pass@k per domain).
 
@@ -44,7 +45,9 @@ def _reward(kw: dict[str, Any]):
                                            timeout_s=float(kw.get("rm_timeout_s", 30.0)),
                                            retries=int(kw.get("rm_retries", 6)))
             else:
-                _cache[key] = spec.factory(format_weight=fw)
+                import json
+                options = json.loads(kw.get("reward_options") or "{}")
+                _cache[key] = spec.factory(format_weight=fw, **options)
         return _cache[key]
 
 
@@ -68,7 +71,8 @@ def score_sync(data_source: str, solution_str: str, ground_truth: Any, extra_inf
             "domain": extra.get("domain") or data_source.split("__", 1)[0],
             # the row's position in the trial's parquet: validation dumps group samples by it
             # (two rows with the same text, as Guru's repeated AIME/AMC eval files have, stay apart)
-            "prompt_index": int(extra.get("index", -1))}
+            "prompt_index": int(extra.get("index", -1)),
+            "difficulty": int(extra.get("difficulty") or 0)}
 
 
 async def compute_score(data_source: str, solution_str: str, ground_truth: Any,

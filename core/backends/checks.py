@@ -64,6 +64,9 @@ def check_verl(cfg: Any) -> None:
                           "a learned RM is trained inside the trial by the embedded trainer, which runs "
                           "on the CPU: the RM study runs on the tiny ladder (device=cpu) until RM "
                           "training moves to GPUs", allowed=["a rule reward, e.g. guru"])
+    if cfg.rl.max_flops is not None:
+        raise ConfigError("rl.max_flops", cfg.rl.max_flops, "verl stops at rl.steps; a compute "
+                          "budget is a local-backend option (set rl.steps instead)")
     if cfg.data.d_sft:
         raise ConfigError("data.d_sft", cfg.data.d_sft,
                           "the verl backend does not run an SFT warm start yet: set data.d_sft=0 "

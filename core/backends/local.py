@@ -6,7 +6,8 @@ the optimiser; and, when resuming, the checkpoint's state), then every RL step i
 stages:
 
 1. ``rollout_and_score``: the curriculum's prompts, G samples each, scored by the reward
-   plugin (the seam where a multi-turn environment plugs in);
+   plugin (the seam where a multi-turn environment plugs in); a filtering curriculum may drop
+   groups and refill them, round after round (``core/rounds.py``);
 2. ``curriculum.update``: the curriculum hears every sample's reward and correctness;
 3. ``advantages``: GRPO's group-relative advantages (``verl.trainer.ppo.core_algos``, the same
    functions verl's distributed run uses);
@@ -38,6 +39,7 @@ from core.config import Config
 from core.flops import FlopLedger, FlopModel
 from core.metrics import pass_at_k_metrics
 from core.reward import build_reward
+from core.rounds import StepRounds
 from core.scoring import outcomes, score
 
 
@@ -116,7 +118,8 @@ def evaluate(model, tokenizer, reward, records, cfg: Config, flop_model: FlopMod
         flops += flop_model.forward(roll.padded_seqlens())
     correct = np.concatenate(correct)
     domains = [r["extra_info"].get("domain") or r["ability"] for r in records]
-    metrics = pass_at_k_metrics(correct, domains, cfg.eval.k_max)
+    levels = [int(r["extra_info"].get("difficulty") or 0) for r in records]
+    metrics = pass_at_k_metrics(correct, domains, cfg.eval.k_max, levels=levels)
     metrics["val/response_length"] = float(np.mean(lengths))
     return metrics, flops, correct.mean(axis=1)
 
@@ -268,13 +271,36 @@ def sft_step(t: Trial) -> dict[str, float]:
     return {"train/sft_loss": float(loss.item()), "train/grad_norm": grad_norm}
 
 
+def gather(rounds: list[Episodes], chosen: list[tuple[int, int]], G: int, pad_id: int) -> Episodes:
+    """The chosen groups ((round, index) pairs) of a step's rounds as one batch."""
+    if len(rounds) == 1 and chosen == [(0, i) for i in range(len(rounds[0].prompts))]:
+        return rounds[0]                          # a plain curriculum: one round, all of it
+    order = sorted(chosen)         # round by round, as the rows below are gathered
+    rows = [[i * G + g for r, i in order if r == k for g in range(G)] for k in range(len(rounds))]
+    prompts = [rounds[r].prompts[i] for r, i in order]
+    rewards = np.concatenate([rounds[k].rewards[rows[k]] for k in range(len(rounds)) if rows[k]])
+    acc = np.concatenate([rounds[k].acc[rows[k]] for k in range(len(rounds)) if rows[k]])
+    roll = ro.concat([e.roll for e in rounds], rows, pad_id)
+    return Episodes(prompts, roll, rewards, acc)
+
+
 def rl_step(t: Trial, step: int) -> dict[str, float]:
-    """One GRPO step: the four stages, and what they report."""
-    prompts = t.curriculum.batch(step - 1, t.cfg.rl.prompts_per_step)
-    ep = rollout_and_score(t, prompts)
-    t.curriculum.update(step - 1, prompts, outcomes(ep.rewards, ep.acc, t.cfg.rl.group_size))
-    metrics = update(t, ep, advantages(ep, t.cfg.rl.group_size))
+    """One GRPO step: the four stages, and what they report. The curriculum serves the step's
+    prompts in one round, or, when it filters (``core/rounds.py``), in refill rounds whose
+    rollouts all count as rollout compute."""
+    G = t.cfg.rl.group_size
+    rounds, served = StepRounds(t.curriculum, step - 1, t.cfg.rl.prompts_per_step), []
+    todo = rounds.first()
+    while todo:
+        served.append(rollout_and_score(t, todo))
+        todo = rounds.add(todo, outcomes(served[-1].rewards, served[-1].acc, G))
+    ep = gather(served, rounds.finish(), G, t.tokenizer.pad_token_id)   # the curriculum hears all
+    metrics = update(t, ep, advantages(ep, G))
     metrics.update({"train/reward_mean": float(ep.rewards.mean()), "train/acc_mean": float(ep.acc.mean())})
+    if rounds.filtering:
+        metrics.update({f"train/{k}": float(v) for k, v in rounds.stats.items()})
+    metrics.update({f"train/curriculum_{k}": float(v)
+                    for k, v in getattr(t.curriculum, "metrics", dict)().items()})
     if t.rm_flop_model is not None:   # the policy optimises the proxy; gold is the rule verifier
         metrics.update({"train/proxy_reward_mean": float(ep.rewards.mean()),
                         "train/gold_reward_mean": float(ep.acc.mean()), **t.reward.metrics()})
@@ -330,12 +356,16 @@ def _run(cfg: Config, workdir: Path, resume: Path | None, log, opened: list):
         metrics = sft_step(t) if cfg.rl.algorithm == "sft" else rl_step(t, step)
         metrics.update({"step": step, "compute/flops_sft": t.sft_flops})
         ckpt = None
-        if step % cfg.eval.every == 0 or step == cfg.rl.steps:
+        last = step == cfg.rl.steps or (cfg.rl.max_flops is not None
+                                       and t.ledger.metrics()["compute/flops_total"] >= cfg.rl.max_flops)
+        if step % cfg.eval.every == 0 or last:
             val, ckpt = eval_and_checkpoint(t, step)
             metrics.update(val)
-            eta = (time.time() - t0) / (step - t.start) * (cfg.rl.steps - step)
+            eta = (time.time() - t0) / (step - t.start) * (cfg.rl.steps - step) if not last else 0.0
             log(f"[{cfg.rl.algorithm} {cfg.model} seed {cfg.seed}] step {step}/{cfg.rl.steps} "
                 f"pass@1 {val['val/pass_at_1']:.3f} pass@{cfg.eval.k_max} "
                 f"{val['val/creativity_index']:.3f} (ETA {eta:.0f}s)")
         metrics.update(t.ledger.metrics())
         yield metrics, ckpt
+        if last:
+            return                   # rl.steps done, or the compute budget (rl.max_flops) spent

@@ -29,10 +29,6 @@ class Rollout:
     def attention_mask(self) -> torch.Tensor:
         return torch.cat([self.prompt_mask, self.response_mask], dim=1)
 
-    def seqlens(self) -> list[int]:
-        """Tokens each sequence actually holds (prompt + response, no padding)."""
-        return self.attention_mask.sum(dim=1).tolist()
-
     def padded_seqlens(self) -> list[int]:
         """Tokens the model processed per row: padded batches compute every position."""
         return [self.input_ids.shape[1]] * self.input_ids.shape[0]
@@ -99,3 +95,22 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         return logp
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
+
+
+def concat(parts: list[Rollout], rows: list[list[int]], pad_id: int) -> Rollout:
+    """The given rows of several rollouts as one batch: prompts re-padded on the left and
+    responses on the right to the widest part (a step whose groups came from several rounds)."""
+    P = max(p.prompt_ids.shape[1] for p in parts)
+    R = max(p.response_ids.shape[1] for p in parts)
+
+    def pad(t: torch.Tensor, width: int, left: bool, value: int) -> torch.Tensor:
+        fill = torch.full((t.shape[0], width - t.shape[1]), value, dtype=t.dtype)
+        return torch.cat([fill, t] if left else [t, fill], dim=1)
+
+    pick = [(p, idx) for p, idx in zip(parts, rows) if idx]
+    cat = lambda f: torch.cat([f(p)[idx] for p, idx in pick])   # noqa: E731
+    return Rollout(prompt_ids=cat(lambda p: pad(p.prompt_ids, P, True, pad_id)),
+                   prompt_mask=cat(lambda p: pad(p.prompt_mask, P, True, 0)),
+                   response_ids=cat(lambda p: pad(p.response_ids, R, False, pad_id)),
+                   response_mask=cat(lambda p: pad(p.response_mask, R, False, 0)),
+                   texts=[p.texts[i] for p, idx in pick for i in idx])

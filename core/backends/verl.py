@@ -64,6 +64,9 @@ def model_path(cfg: Config) -> str:
 def reward_kwargs(cfg: Config, rm_model_id: str | None = None) -> dict[str, Any]:
     """What the bridge needs to rebuild this trial's reward (plugin name and settings)."""
     kw: dict[str, Any] = {"reward_name": cfg.reward.name, "format_weight": cfg.reward.format_weight}
+    if cfg.reward.options:                       # the plugin's own settings, as one JSON string
+        import json
+        kw["reward_options"] = json.dumps(cfg.reward.options, sort_keys=True)
     if cfg.reward.name == "learned_rm" or cfg.reward.rm.url:
         rm = cfg.reward.rm
         kw.update(rm_url=rm.url, rm_size=rm.size, rm_gold=rm.gold, rm_timeout_s=rm.timeout_s,
@@ -124,6 +127,28 @@ def _common(cfg: Config, workdir: Path, experiment: str, trial: str) -> dict[str
     return ov
 
 
+def online_curriculum(cfg: Config) -> bool:
+    """Whether the trial's curriculum hears outcomes (verl's custom sampler) or is a fixed
+    order (the parquet's)."""
+    from core.plugins import registry
+    return registry().get("curricula", cfg.curriculum.name).is_online(cfg.curriculum.options)
+
+
+def _sampler(cfg: Config) -> dict[str, Any]:
+    """An online curriculum inside verl's V1 trainer (``core/backends/verl_sampler.py``): its
+    dataset serves the prompts the curriculum picks, its replay buffer feeds it the rewards."""
+    module = "pkg://core.backends.verl_sampler"
+    return {"data.custom_cls.path": module, "data.custom_cls.name": "CurriculumDataset",
+            "trainer.v1.sampler.custom_sampler.path": module,
+            "trainer.v1.sampler.custom_sampler.name": "CurriculumSampler",
+            "++trainer.v1.sampler.sampler_kwargs": {"curriculum": cfg.curriculum.name,
+                                                  "options": dict(cfg.curriculum.options),
+                                                  "seed": cfg.seed},
+            "data.gen_batch_size": 1, "data.dataloader_num_workers": 0,
+            "trainer.v1.trainer_mode": "sync",
+            "trainer.total_epochs": cfg.rl.steps}   # verl stops after epochs x (pool // batch) steps
+
+
 def _gpu(cfg: Config) -> dict[str, Any]:
     res = cfg.size.resources
     return {"actor_rollout_ref.rollout.name": cfg.rl.engine,
@@ -159,6 +184,8 @@ def verl_overrides(cfg: Config, workdir: Path, experiment: str = "agentic_rl_sca
     workdir = Path(workdir).resolve()
     ov = _common(cfg, workdir, experiment, trial)
     ov.update(_cpu(cfg) if resolve_device(cfg) == "cpu" else _gpu(cfg))
+    if online_curriculum(cfg):
+        ov.update(_sampler(cfg))
     ov.update({f"+ray_kwargs.ray_init.runtime_env.env_vars.{k}": v for k, v in environment(cfg).items()})
     out = [f"{k}={hydra_value(v)}" for k, v in ov.items()]
     out += [f"+reward.custom_reward_function.reward_kwargs.{k}={hydra_value(v)}"

@@ -23,8 +23,8 @@ its dataset and its replay buffer in the TaskRunner process). Load both by packa
    (``data_source``, ``prompt``, ``ability``, ``extra_info``; ``extra_info.index`` unique).
 3. Step ``g`` (1-based; our step ``t = g - 1``): ``prepare_step`` fetches ``train_batch_size``
    rows, ``gen_batch_size`` (= 1) at a time: ``dataset[i]`` ignores ``i``; the step's first
-   fetch opens ``StepRounds(curriculum, t, train_batch_size)`` (``plugins/curricula/
-   online_filter.py``) and queues ``first()``, each fetch returns the next queued record's row.
+   fetch opens ``StepRounds(curriculum, t, train_batch_size)`` (``core/rounds.py``) and
+   queues ``first()``, each fetch returns the next queued record's row.
    The trainer gives each row a uid and dispatches it; the reward loop writes trajectories
    ``{uid}_{session}_{i}`` with ``rm_scores`` (the reward, summed over tokens) and
    ``extra_fields.reward_extra_info`` (our reward bridge's ``acc`` and ``prompt_index`` =
@@ -77,7 +77,7 @@ from verl.trainer.ppo.v1 import replay_buffer as _rb
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from core.protocols import Outcome
-from plugins.curricula.online_filter import StepRounds
+from core.rounds import StepRounds
 
 _CONFIG: dict | None = None     # set by CurriculumSampler, read by the train CurriculumDataset
 _LINK: _Link | None = None      # built by the train CurriculumDataset

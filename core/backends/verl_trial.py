@@ -38,7 +38,11 @@ from core.config import Config
 PLATFORM_NAMES = {"critic/score/mean": "train/reward_mean", "actor/entropy": "train/entropy",
                   "actor/kl_loss": "train/kl", "response_length/mean": "train/response_length",
                   "actor/pg_loss": "train/pg_loss", "actor/grad_norm": "train/grad_norm",
-                  "actor/pg_clipfrac": "train/pg_clipfrac"}
+                  "actor/pg_clipfrac": "train/pg_clipfrac",
+                  # an online curriculum through verl's sampler (core/backends/verl_sampler.py)
+                  **{f"curriculum/{k}": f"train/{k}" for k in
+                     ("rounds", "served_prompts", "filtered_groups", "topped_up", "surplus_groups",
+                      "extra_prompts")}}
 POLL_S = 2.0
 
 
@@ -54,8 +58,12 @@ def write_data(cfg: Config, workdir: Path, log=print) -> tuple[Path, Path]:
     folder = Path(workdir) / "data"
     folder.mkdir(parents=True, exist_ok=True)
     train, val = _fits(cfg, data.select(cfg, "train"), log), _fits(cfg, data.select(cfg, "eval"), log)
-    curriculum = registry().get("curricula", cfg.curriculum.name).factory(train, seed=cfg.seed)
-    ordered = [r for step in range(cfg.rl.steps) for r in curriculum.batch(step, cfg.rl.prompts_per_step)]
+    spec = registry().get("curricula", cfg.curriculum.name)
+    if spec.is_online(cfg.curriculum.options):     # verl's sampler serves from the pool itself
+        ordered = train
+    else:                                          # a fixed schedule: the parquet's order
+        curriculum = spec.factory(train, seed=cfg.seed, **cfg.curriculum.options)
+        ordered = [r for step in range(cfg.rl.steps) for r in curriculum.batch(step, cfg.rl.prompts_per_step)]
 
     def rows(records):
         return [{"data_source": r["data_source"], "prompt": r["prompt"], "ability": r["ability"],
@@ -71,7 +79,8 @@ def write_data(cfg: Config, workdir: Path, log=print) -> tuple[Path, Path]:
     paths = folder / "train.parquet", folder / "val.parquet"
     pq.write_table(pa.Table.from_pylist(rows(ordered)), paths[0])
     pq.write_table(pa.Table.from_pylist(rows(val)), paths[1])
-    log(f"[verl] wrote {len(ordered)} train rows (curriculum order) and {len(val)} val prompts to {folder}")
+    log(f"[verl] wrote {len(ordered)} train rows ({'the pool' if ordered is train else 'curriculum order'}) "
+        f"and {len(val)} val prompts to {folder}")
     return paths
 
 
@@ -117,12 +126,14 @@ def parse_validation_dump(path: Path, k_max: int, rows: list[dict] | None = None
     from core.metrics import pass_at_k_metrics
     groups: dict[str, list[bool]] = defaultdict(list)
     domain_of: dict[str, str] = {}
+    level_of: dict[str, int] = {}
     lengths = []
     for row in read_dump(path) if rows is None else rows:
         value = row.get("acc", row.get("score"))
         key = row["prompt_index"] if row.get("prompt_index", -1) >= 0 else row["input"]
         groups[key].append(float(value) >= 0.5)
         domain_of[key] = str(row.get("domain") or row.get("data_source") or "all").split("__")[0]
+        level_of[key] = int(row.get("difficulty") or 0)
         lengths.append(len(str(row.get("output", ""))))
     if not groups:
         raise ValueError(f"{path}: no rows")
@@ -132,7 +143,8 @@ def parse_validation_dump(path: Path, k_max: int, rows: list[dict] | None = None
                          "pass@k needs the same n per prompt")
     prompts = sorted(groups, key=lambda p: (isinstance(p, str), p))   # in the val parquet's order
     correct = np.array([groups[p] for p in prompts])
-    metrics = pass_at_k_metrics(correct, [domain_of[p] for p in prompts], min(k_max, correct.shape[1]))
+    metrics = pass_at_k_metrics(correct, [domain_of[p] for p in prompts], min(k_max, correct.shape[1]),
+                                levels=[level_of[p] for p in prompts])
     metrics["val/response_chars"] = float(np.mean(lengths))
     metrics["eval/per_prompt_pass_at_1"] = correct.mean(axis=1).tolist()   # gains with intervals
     return metrics
@@ -211,6 +223,10 @@ def _step_flops(cfg: Config, data: dict, flop_model, state: State, rm_flop_model
     if cfg.rl.kl_coef:
         state.ledger.add("reference", fwd)
     state.ledger.add("update", flop_model.train(lens))
+    extra = data.get("curriculum/extra_prompt_tokens", 0) + data.get("curriculum/extra_response_tokens", 0)
+    if extra:           # rollouts an online curriculum filtered out: spent, not trained on
+        n = max(1, int(data.get("curriculum/extra_prompts", 1)) * cfg.rl.group_size)
+        state.ledger.add("rollout", flop_model.forward([max(1, int(round(extra / n)))] * n))
     if rm_flop_model is not None:                          # the learned RM scores every sample
         state.ledger.add("rm", rm_flop_model.forward(lens))
 

@@ -113,5 +113,6 @@ class EasyToHard(Base):
 @hookimpl
 def agentic_rl_curricula():
     yield CurriculumSpec(name="easy_to_hard", factory=EasyToHard,
+                         online=lambda options: options.get("advance_at") is not None,
                          description="difficulty stages easiest first; advance by step budget or pass rate",
                          options=tuple(DEFAULTS), requires=("difficulty",))

@@ -55,6 +55,7 @@ from collections.abc import Sequence
 from core.grading import prompt_key
 from core.hookspecs import hookimpl
 from core.protocols import Outcome
+from core.rounds import StepRounds  # noqa: F401  (the trainer's loop; re-exported for plugin authors)
 from core.specs import CurriculumSpec
 from plugins.curricula._common import Base, Stream, check_known, fail, is_int, is_num
 
@@ -142,55 +143,9 @@ class OnlineFilter(Base):
         return {"retired": float(len(self.retired)), "active": float(len(self.records) - len(self.retired))}
 
 
-class StepRounds:
-    """One RL step's rollout rounds for any curriculum (see the module docstring)."""
-
-    def __init__(self, curriculum, step: int, size: int) -> None:
-        self.cur, self.step, self.size = curriculum, step, size
-        self.filtering = all(callable(getattr(curriculum, m, None)) for m in ("filter", "refill"))
-        self.rounds: list[tuple[list[dict], list[Outcome]]] = []
-        self.kept: list[tuple[int, int]] = []
-        self.dropped: list[tuple[int, int]] = []
-        self.stats: dict[str, int] = {}
-
-    def first(self) -> list[dict]:
-        return list(self.cur.batch(self.step, self.size))
-
-    def add(self, records: Sequence[dict], outcomes: Sequence[Outcome]) -> list[dict]:
-        """Record one round's results; the next round's records, or [] when the step is done."""
-        r = len(self.rounds)
-        self.rounds.append((list(records), list(outcomes)))
-        every = set(range(len(records)))
-        keep = set(self.cur.filter(self.step, records, outcomes)) if self.filtering else every
-        if not keep <= every:
-            raise ValueError(f"filter returned indices {sorted(keep - every)} "
-                             f"outside 0..{len(records) - 1}")
-        for i in range(len(records)):
-            (self.kept if i in keep else self.dropped).append((r, i))
-        if not self.filtering or len(self.kept) >= self.size:
-            return []
-        return list(self.cur.refill(self.step, self.size - len(self.kept)))
-
-    def finish(self) -> list[tuple[int, int]]:
-        """The groups to train on, as (round, index); updates the curriculum with every round."""
-        chosen = self.kept[:self.size] + self.dropped[:max(0, self.size - len(self.kept))]
-        records: list[dict] = []
-        outcomes: list[Outcome] = []
-        for recs, outs in self.rounds:
-            outcomes += [Outcome(len(records) + o.record_index, o.reward, o.correct, o.extra) for o in outs]
-            records += recs
-        self.cur.update(self.step, records, outcomes)
-        self.stats = {"rounds": len(self.rounds), "served_prompts": len(records),
-                      "filtered_groups": len(self.dropped),
-                      "topped_up": max(0, len(chosen) - len(self.kept)),
-                      "surplus_groups": max(0, len(self.kept) - self.size),
-                      "extra_prompts": len(records) - len(chosen)}
-        return chosen
-
-
 @hookimpl
 def agentic_rl_curricula():
-    yield CurriculumSpec(name="online_filter", factory=OnlineFilter,
+    yield CurriculumSpec(name="online_filter", online=True, factory=OnlineFilter,
                          description="DAPO dynamic sampling (drop all-equal groups, refill) "
                                      "+ retire solved prompts",
                          options=tuple(DEFAULTS), requires=())

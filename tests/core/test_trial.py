@@ -108,3 +108,26 @@ def test_same_seed_same_trajectory_with_a_cold_or_a_warm_cache(tmp_path):
     cold = values("cold")                 # trains the SFT base, then RL
     warm = values("warm")                 # the base comes from the cache
     assert cold == warm
+
+
+def test_online_filter_refills_counts_its_rollouts_and_resumes_the_schedule(tmp_path):
+    """A filtering curriculum: dropped groups are refilled (their rollouts count as rollout
+    compute and train/filtered_groups says how many), and a killed trial resumes with the
+    curriculum's state, so the schedule continues as if it had not stopped."""
+    over = ["curriculum.name=online_filter", "+curriculum.options.retire_at=0.75",
+            "+curriculum.options.max_refill_rounds=2", "rl.kl_coef=null", f"cache_dir={tmp_path / 'cache'}"]
+    cfg = load("demo", SMOKE + over)
+    full = list(run_trial(cfg, tmp_path / "a", log=lambda *_: None))
+    train = [m for m, _ in full if m["step"] > 0]
+    assert all("train/filtered_groups" in m and "train/served_prompts" in m for m in train)
+    seqs = sum(m["train/served_prompts"] for m in train) * cfg.rl.group_size
+    per_seq = train[0]["compute/flops_update"] / (3 * cfg.rl.prompts_per_step * cfg.rl.group_size)
+    assert train[-1]["compute/flops_rollout"] == pytest.approx(seqs * per_seq, rel=0.35)  # every round
+    # killed after step 2's checkpoint, resumed: the same steps 3 and 4
+    work = tmp_path / "b"
+    first = list(run_trial(cfg, work, log=lambda *_: None))[:3]
+    assert first[-1][1] is not None                      # step 2 wrote a checkpoint
+    rest = list(run_trial(cfg, work, resume_from=first[-1][1], log=lambda *_: None))
+    keys = ("train/filtered_groups", "train/served_prompts", "train/reward_mean", "val/pass_at_1")
+    for (a, _), (b, _) in zip(full[3:], rest):
+        assert {k: a.get(k) for k in keys} == {k: b.get(k) for k in keys}

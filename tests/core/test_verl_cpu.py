@@ -78,15 +78,17 @@ def test_verl_smoke_grid_with_a_served_rm_killed_after_step_1(cluster, tmp_path,
 
     from core.grid import FAULT_ENV, run_grid
     port = cluster
+    # a static curriculum (the parquet's order) and an online one (verl's custom sampler: the
+    # random policy gets every answer wrong, so every group is dropped, refilled once, topped up)
+    online = "{name:online_filter,options:{filter_on:correct,retire_at:null,max_refill_rounds:1}}"
     cfg = load("verl_smoke", [
-        "device=cpu", "grid.axes.model=[xs]", "+grid.axes.reward.name=[synthetic,learned_rm]",
-        "rl.steps=3", "eval.every=1", "rl.lr=1e-3", "reward.rm.size=xs",
+        "device=cpu", "grid.axes.model=[xs]", f"+grid.axes.curriculum=[{{name:mixed,options:{{}}}},{online}]",
+        "reward.name=learned_rm", "rl.steps=3", "eval.every=1", "rl.lr=1e-3", "reward.rm.size=xs",
         f"reward.rm.url=http://127.0.0.1:{port}", f"output_dir={tmp_path}/runs",
         f"cache_dir={tmp_path}/cache", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
     trials = expand(cfg)
-    rm_trial = next(t for _, t in trials if t.reward.name == "learned_rm")
-    key = _place_rm(rm_trial)
-    deploy(RMAppArgs(size="xs", checkpoint_root=str(checkpoint_root(rm_trial))), port=port)
+    key = _place_rm(trials[0][1])             # both trials share the RM (its key ignores curricula)
+    deploy(RMAppArgs(size="xs", checkpoint_root=str(checkpoint_root(trials[0][1]))), port=port)
     monkeypatch.setenv(FAULT_ENV, "1")            # each trial dies once, right after step 1
     assert run_grid(cfg, trials) == 0
 
@@ -114,10 +116,18 @@ def test_verl_smoke_grid_with_a_served_rm_killed_after_step_1(cluster, tmp_path,
         flops = [v for _, v in sorted(history(kid, "compute/flops_total"))]
         assert len(flops) == 4 and all(b > a for a, b in zip(flops, flops[1:]))
         assert all("@" not in k for k in kid.data.metrics)
-    learned = next(k for k in kids if k.data.params["reward.name"] == "learned_rm")
-    assert learned.data.metrics["compute/flops_rm"] > 0
-    kl = [abs(v) for _, v in history(learned, "verl/rollout_corr/kl")]
-    assert len(kl) == 3 and max(kl) < SYNC_KL, kl                      # the weights reach the rollout
+    for kid in kids:
+        assert kid.data.metrics["compute/flops_rm"] > 0
+        kl = [abs(v) for _, v in history(kid, "verl/rollout_corr/kl")]
+        assert len(kl) == 3 and max(kl) < SYNC_KL, kl                  # the weights reach the rollout
+    online_kid = next(k for k in kids if k.data.params["curriculum.name"] == "online_filter")
+    static_kid = next(k for k in kids if k.data.params["curriculum.name"] == "mixed")
+    filtered = [v for _, v in history(online_kid, "train/filtered_groups")]
+    assert len(filtered) == 3 and all(v > 0 for v in filtered)        # the sampler heard the outcomes
+    assert all(v == 2 for _, v in history(online_kid, "train/rounds"))  # one refill round a step
+    assert not history(static_kid, "train/filtered_groups")
+    # the filtered rollouts count: more rollout FLOPs than the static trial for the same updates
+    assert online_kid.data.metrics["compute/flops_rollout"] > static_kid.data.metrics["compute/flops_rollout"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/rm/xs/healthz", timeout=10) as resp:
         assert key in json.load(resp)["loaded"]                          # verl's rewards came from the RM
     report = next((tmp_path / "runs" / "verl_smoke").glob("*/report/report.html"))

@@ -13,7 +13,7 @@ from core.plugin_check import check_curriculum
 from core.plugins import registry
 from core.protocols import Outcome
 from plugins.curricula.competence import competence
-from plugins.curricula.online_filter import StepRounds
+from core.rounds import StepRounds
 
 DOMAINS = ("arith", "sort")
 
