@@ -1,0 +1,172 @@
+"""The ``rm`` section: reward-model over-optimisation (Gao et al. 2022).
+
+For trials trained against a learned RM (they log ``train/kl_init``, ``train/proxy_reward_mean``
+and ``train/gold_reward_mean`` per step), per (RM size, D_RM) group with seeds pooled:
+
+- d = sqrt(KL(pi || pi_0)) per step (a 5-step running mean of the KL, which is noisy), gold
+  and proxy reward relative to their first value, and ``gao_rl`` R(d) = d (a - b log d)
+  fitted to each with 90% bootstrap intervals and the identification rules of ``core.fit``;
+- a and b of the gold fit against RM size, one line per D_RM (identified fits only);
+- the peak gold reward (of the running mean, relative to the first value) against D_RM.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.fit import Assessment, estimate
+from core.report import draw
+from core.report.runs import is_rm_run
+from core.report.scaling import slug
+from core.report.scaling_html import fit_metrics
+from core.report.tables import Table
+
+SMOOTH = 5
+
+
+@dataclass(frozen=True, eq=False)
+class RMGroup:
+    name: str
+    rm_size: str
+    rm_params: float
+    d_rm: int
+    seeds: int
+    d: list
+    gold: list
+    proxy: list
+    peak_gold: float
+    rm_acc: float
+    gold_fit: Assessment
+    proxy_fit: Assessment
+
+
+def _smooth(v: np.ndarray) -> np.ndarray:
+    k = min(SMOOTH, len(v))
+    return np.convolve(v, np.ones(k) / k, mode="valid") if k else v
+
+
+def _series(run: dict, key: str) -> np.ndarray:
+    h = run["metrics"][key]
+    return np.array([h[s] for s in sorted(h)], float)
+
+
+def _group(name: str, size: str, rm_params: float, d_rm: int, runs: list[dict]) -> RMGroup:
+    d, gold, proxy = [], [], []
+    for r in runs:
+        kl = _smooth(np.clip(_series(r, "train/kl_init"), 0, None))
+        g = _smooth(_series(r, "train/gold_reward_mean"))
+        p = _smooth(_series(r, "train/proxy_reward_mean"))
+        n = min(len(kl), len(g), len(p))
+        d.append(np.sqrt(kl[:n]))
+        gold.append(g[:n] - g[0])
+        proxy.append(p[:n] - p[0])
+    acc = [next(iter(h.values())) for h in (r["metrics"].get("rm/heldout_acc", {}) for r in runs)
+           if h]
+    fits = {}
+    for what, ys in (("gold", gold), ("proxy", proxy)):
+        x, y = np.concatenate(d), np.concatenate(ys)
+        keep = x > 0
+        fits[what] = estimate("gao_rl", x[keep], y[keep], n_boot=200, seed=0)
+    return RMGroup(name, size, rm_params, d_rm, len(runs), d, gold, proxy,
+                   float(np.mean([g.max() for g in gold])) if gold else float("nan"),
+                   float(np.mean(acc)) if acc else float("nan"), fits["gold"], fits["proxy"])
+
+
+def analyse(runs: list[dict], grid) -> dict[str, RMGroup]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if is_rm_run(r):
+            size = r["params"].get("reward.rm.size", "?")
+            d_rm = int(float(r["params"].get("reward.rm.d_rm", 0)))
+            rm_params = float(r["tags"].get("rm_params") or "nan")
+            groups.setdefault((rm_params, size, d_rm), []).append(r)
+    return {f"rm={size}, d_rm={d_rm}": _group(f"rm={size}, d_rm={d_rm}", size, p, d_rm, members)
+            for (p, size, d_rm), members in sorted(groups.items())}
+
+
+def _reward_vs_d(res: dict[str, RMGroup], out: Path, made: list) -> None:
+    plt = draw.pyplot()
+    colors = draw.palette(res, "plasma")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, what in zip(axes, ("gold", "proxy")):
+        for name, g in res.items():
+            fit = getattr(g, f"{what}_fit")
+            label = f"{name}: {draw.legend_params(fit, ('a', 'b'))}"
+            for i, (d, y) in enumerate(zip(g.d, getattr(g, what))):
+                ax.plot(d, y, ".", color=colors[name], alpha=0.5, gid="data",
+                        label=label if i == 0 else None)
+            draw.draw_fit(ax, fit, None, colors[name])
+        ax.set(xlabel="d = sqrt(KL(pi || pi_0))", ylabel=f"{what} reward - initial",
+               title=f"{what.capitalize()} reward vs d (lines: d(a - b log d), identified fits)")
+        ax.legend(fontsize=7)
+    bad = [f"{n} {w}: {'; '.join(getattr(g, w + '_fit').reasons)}" for n, g in res.items()
+           for w in ("gold", "proxy") if not getattr(g, w + "_fit").identified]
+    draw.save(fig, out, "rm_reward_vs_d.png",
+              "Gold (rule verifier) and proxy (learned RM) reward against d = sqrt(KL to the "
+              "initial policy), per RM size and D_RM, seeds pooled, with Gao et al.'s RL curve "
+              "R(d) = d(a - b log d) where identified, over the data's range."
+              + (" Not identified, data only: " + " | ".join(bad) + "." if bad else ""), made)
+
+
+def _scaling(res: dict[str, RMGroup], out: Path, made: list) -> None:
+    plt = draw.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, param in zip(axes[:2], ("a", "b")):
+        for d_rm in sorted({g.d_rm for g in res.values()}):
+            pts = [g for g in res.values() if g.d_rm == d_rm and g.gold_fit.identified]
+            for i, g in enumerate(pts):
+                draw.errorbar(ax, g.rm_params, g.gold_fit.intervals[param],
+                              f"C{d_rm % 10}", f"D_RM={d_rm}" if i == 0 else None)
+        ax.set_xscale("log")
+        ax.set(xlabel="RM parameters", ylabel=param,
+               title=f"gold fit: {param} vs RM size (identified, 90% CI)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    ax = axes[2]
+    for params, size in sorted({(g.rm_params, g.rm_size) for g in res.values()}):
+        pts = sorted((g.d_rm, g.peak_gold) for g in res.values() if g.rm_size == size)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-",
+                label=f"RM {size} ({draw.short(params)} params)")
+    ax.set_xscale("log")
+    ax.set(xlabel="D_RM (preference pairs)", ylabel="peak gold reward - initial",
+           title="Peak gold reward vs D_RM, per RM size")
+    ax.legend(fontsize=7)
+    draw.save(fig, out, "rm_scaling.png", "Gold-reward fit parameters a and b against RM size "
+              "(one colour per D_RM; identified fits only), and the peak gold reward against "
+              "D_RM (one line per RM size).", made)
+
+
+def plots(res: dict[str, RMGroup], out: Path) -> list[tuple[str, str]]:
+    made: list = []
+    if res:
+        _reward_vs_d(res, out, made)
+        _scaling(res, out, made)
+    return made
+
+
+def table(res: dict[str, RMGroup]) -> Table:
+    rows = tuple((name, draw.short(g.rm_params), str(g.seeds), f"{g.rm_acc:.3f}",
+                  f"{g.peak_gold:+.3f}", g.gold_fit.describe(), g.proxy_fit.describe())
+                 for name, g in res.items())
+    return Table(("RM, D_RM", "RM params", "seeds", "RM held-out pair accuracy",
+                  "peak gold gain", "gold fit d(a - b log d)", "proxy fit"), rows)
+
+
+def html(res: dict[str, RMGroup]) -> str:
+    return table(res).html() if res else ""
+
+
+def tables(res: dict[str, RMGroup]) -> dict[str, str]:
+    return {"rm": table(res).markdown()} if res else {}
+
+
+def metrics(res: dict[str, RMGroup]) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    for name, g in res.items():
+        for what in ("gold", "proxy"):
+            out.update(fit_metrics(f"rm/{slug(name)}/{what}", getattr(g, f"{what}_fit"), None))
+        if np.isfinite(g.peak_gold):
+            out[f"rm/{slug(name)}/peak_gold"] = g.peak_gold
+    return out

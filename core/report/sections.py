@@ -1,0 +1,31 @@
+"""The registry of report sections, by name. A grid names the ones it wants in
+``grid.report`` (its YAML); the report runs them in that order."""
+from __future__ import annotations
+
+from core.report import findings, rm, scaling, scaling_html, scaling_plots
+from core.report.section import Section
+
+SECTIONS: dict[str, Section] = {}
+
+
+def register(section: Section) -> None:
+    """Add a section; a second section of one name is an error (nothing is overwritten)."""
+    if section.name in SECTIONS:
+        raise ValueError(f"report section {section.name!r} is registered twice")
+    SECTIONS[section.name] = section
+
+
+def get_section(name: str) -> Section:
+    if name not in SECTIONS:
+        raise KeyError(f"unknown report section {name!r}; valid sections: {', '.join(SECTIONS)}")
+    return SECTIONS[name]
+
+
+register(Section("findings", "Findings", findings.analyse, findings.render,
+                 metrics=findings.metrics, tables=findings.tables, needs=("scaling", "rm"),
+                 applies=lambda result: True))
+register(Section("scaling", "Pass@1 and pass@k against steps, compute and the grid's axis",
+                 scaling.analyse, scaling_html.render, scaling_plots.plots, scaling_html.metrics,
+                 scaling_html.tables))
+register(Section("rm", "Reward-model over-optimisation (Gao et al.)", rm.analyse, rm.html,
+                 rm.plots, rm.metrics, rm.tables))
