@@ -8,7 +8,8 @@ batched ``generate`` over every live episode (left-padded contexts); a turn ends
 environment's observation becomes the next user turn; finished episodes drop out of the next
 turn's batch. An episode ends when the environment says done (goal, loss, its ``max_turns``)
 or when the next turn would not fit in ``max_len`` tokens (``truncated``; default: the
-model's ``max_position_embeddings``).
+model's ``max_position_embeddings``) or, with ``max_response``, in that many response tokens
+(verl's rule for ``rollout.response_length``).
 
 Token layout of one episode (ChatML, as ``core.models.CHAT_TEMPLATE`` writes it and as verl's
 Qwen continuous-token builder merges turns, so both backends train on the same sequence)::
@@ -63,6 +64,11 @@ def env_of(record: dict) -> tuple[str, int, dict]:
                          f"`env` and `seed` (the environments dataset writes them)") from exc
 
 
+def is_episode(record: dict) -> bool:
+    """Whether a record is an environment episode (the environments dataset's ``env__`` rows)."""
+    return str(record.get("data_source", "")).startswith("env__")
+
+
 def make_env(record: dict):
     """A fresh environment for a record's episode, reset; (env, first observation)."""
     from core.plugins import registry
@@ -91,21 +97,22 @@ class ChatLayout:
 
     def user_turn(self, text: str, after_eos: bool) -> list[int]:
         full = self._ids([_SYS, _USER, {"role": "user", "content": text}], True)
-        assert full[:len(self._base)] == self._base, "chat template is not append-only"
+        if full[:len(self._base)] != self._base:
+            raise ValueError("the chat template is not append-only: a user turn changes what precedes it")
         return (self.sep if after_eos else []) + full[len(self._base):]
 
 
 class _Episode:
     """One live conversation: its tokens, mask and the environment's bookkeeping."""
 
-    def __init__(self, record: dict, layout: ChatLayout, max_len: int) -> None:
+    def __init__(self, record: dict, layout: ChatLayout, max_len: int, max_response: int) -> None:
         self.name = env_of(record)[0]
         self.env, obs = make_env(record)
         messages = record.get("prompt") or [{"role": "user", "content": obs}]
         if messages[-1]["content"] != obs:
             raise ValueError(f"record {env_of(record)}: its prompt {messages[-1]['content']!r} is not the "
                              f"environment's first observation {obs!r} (options differ?)")
-        self.layout, self.max_len = layout, max_len
+        self.layout, self.max_len, self.max_response = layout, max_len, max_response
         self.ids = layout.prompt(messages)
         self.n_prompt, self.mask = len(self.ids), []          # mask: over the response tokens
         self.ret, self.success, self.invalid, self.turns = 0.0, False, 0, 0
@@ -114,7 +121,7 @@ class _Episode:
         self.actions: list[str] = []
 
     def budget(self, max_new_tokens: int) -> int:
-        return min(max_new_tokens, self.max_len - len(self.ids))
+        return min(max_new_tokens, self.max_len - len(self.ids), self.max_response - len(self.mask))
 
     def act(self, gen: list[int], action: str) -> None:
         """Append the policy's turn (mask 1), step the environment, append its turn (mask 0)."""
@@ -132,7 +139,8 @@ class _Episode:
             self.done = True
             return
         env_ids = self.layout.user_turn(obs, after_eos=bool(gen) and gen[-1] == self.layout.eos)
-        if len(self.ids) + len(env_ids) >= self.max_len:     # no room left for another action
+        if (len(self.ids) + len(env_ids) >= self.max_len       # no room left for another action
+                or len(self.mask) + len(env_ids) >= self.max_response):
             self.done = self.truncated = True
             return
         self.ids += env_ids
@@ -144,7 +152,7 @@ def expert_conversation(tokenizer, record: dict, max_len: int = 1 << 30) -> tupl
     environment) in the rollout's token layout: (token ids, prompt length, response mask), the
     supervised data of an environment warm start (loss where the mask is 1)."""
     layout = ChatLayout(tokenizer)
-    e = _Episode(record, layout, max_len)
+    e = _Episode(record, layout, max_len, max_len)
     try:
         for _obs, action in record["extra_info"]["expert"]:
             if e.done:
@@ -197,17 +205,20 @@ def _generate(model, tokenizer, contexts: list[list[int]], max_new: int, tempera
 
 
 def rollout_episodes(model, tokenizer, records: list[dict], group_size: int, max_new_tokens: int,
-                     temperature: float = 1.0, top_p: float = 1.0,
-                     max_len: int | None = None) -> EpisodeRollout:
+                     temperature: float = 1.0, top_p: float = 1.0, max_len: int | None = None,
+                     max_response: int | None = None) -> EpisodeRollout:
     """``group_size`` episodes of each record's environment and seed, played together turn by
-    turn (the module docstring says how); ``max_len`` caps prompt + response tokens."""
+    turn (the module docstring says how). ``max_len`` caps prompt + response tokens (default:
+    the model's max positions); ``max_response`` the response alone, as verl's
+    ``rollout.response_length`` does (both cut an episode where the next turn would not fit)."""
     max_len = int(max_len or model.config.max_position_embeddings)
+    max_response = int(max_response or max_len)
     layout = ChatLayout(tokenizer)
     episodes: list[_Episode] = []
     calls: list[tuple[int, int, int]] = []
     try:
         for r in records:
-            episodes += [_Episode(r, layout, max_len) for _ in range(group_size)]
+            episodes += [_Episode(r, layout, max_len, max_response) for _ in range(group_size)]
         while live := [e for e in episodes if not e.done]:
             budgets = [e.budget(max_new_tokens) for e in live]
             gens, call = _generate(model, tokenizer, [e.ids for e in live], max(budgets), temperature, top_p)
@@ -332,14 +343,15 @@ def episode_metrics(roll: EpisodeRollout, n: int, k_max: int, prefix: str = "val
 
 def evaluate_episodes(model, tokenizer, records: list[dict], n: int, k_max: int, max_new_tokens: int,
                       temperature: float = 1.0, top_p: float = 1.0, max_len: int | None = None,
-                      flop_model=None, chunk: int = 512) -> tuple[dict[str, float], float, np.ndarray]:
+                      max_response: int | None = None, flop_model=None,
+                      chunk: int = 512) -> tuple[dict[str, float], float, np.ndarray]:
     """``n`` episodes per eval record, ``chunk`` rows at a time: (``episode_metrics``, rollout
     FLOPs as executed, per-record pass@1), as ``local.evaluate`` returns them."""
     parts, flops = [], 0.0
     per = max(1, chunk // n)
     for i in range(0, len(records), per):
         roll = rollout_episodes(model, tokenizer, records[i:i + per], n, max_new_tokens, temperature,
-                                top_p, max_len)
+                                top_p, max_len, max_response)
         flops += rollout_flops(roll, flop_model) if flop_model is not None else 0.0
         parts.append(roll)
     roll = parts[0] if len(parts) == 1 else concat_episodes(

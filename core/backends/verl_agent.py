@@ -31,10 +31,11 @@ ends with the policy's last token.
 sample (``_compute_score`` runs only when ``reward_score`` is None), ``AgentLoopOutput.as_dict``
 puts the score on the last response token (``rm_scores``), which becomes
 ``token_level_scores``. ``extra_fields["reward_extra_info"]`` (``acc`` = success, ``success``,
-``return``, ``turns``, ``invalid``, ``truncated``, ``domain``, ``prompt_index``, ``actions`` as
-JSON) becomes columns of the validation dump (``trainer.validation_data_dir``) and ``val-aux``
-metrics; ``num_turns`` (chat messages: the first prompt, every action and every appended
-observation) gives verl's ``num_turns/*`` metrics.
+``return``, ``turns``, ``invalid``, ``truncated``, ``domain``, ``prompt_index``; as JSON strings
+``actions`` and ``turn_tokens``, the (context fed, tokens generated) of every turn, which
+``dump_flops`` turns into FLOPs) becomes columns of the validation dump
+(``trainer.validation_data_dir``) and ``val-aux`` metrics; ``num_turns`` (chat messages: the
+first prompt, every action and every appended observation) gives verl's ``num_turns/*``.
 """
 from __future__ import annotations
 
@@ -76,6 +77,21 @@ def agent_overrides(config_path: Path, response_tokens: int) -> dict[str, Any]:
             "data.max_response_length": int(response_tokens)}
 
 
+def dump_flops(rows: list[dict], flop_model, cached: bool = False) -> float:
+    """Rollout FLOPs of the episodes of a validation dump (its ``turn_tokens`` column): each turn
+    a forward over its context and new tokens (no cache across turns, as the CPU ``hf`` rollout
+    runs), or with ``cached`` one forward over each final conversation (vLLM/SGLang prefix
+    caching)."""
+    total = 0.0
+    for row in rows:
+        turns = json.loads(row["turn_tokens"])
+        if cached:
+            total += flop_model.forward([turns[-1][0] + turns[-1][1]]) if turns else 0.0
+        else:
+            total += sum(flop_model.forward([c + g]) for c, g in turns)
+    return total
+
+
 def record_of(kwargs: dict) -> dict:
     """The dataset record of an agent-loop call (its kwargs are the parquet row's fields): the
     row with ``extra_info`` merged from its ``json`` field (the row's own keys win)."""
@@ -98,6 +114,7 @@ class _Episode:
         self.ret, self.success, self.invalid, self.turns, self.truncated = 0.0, False, 0, 0, False
         self.rewards: list[float] = []
         self.actions: list[str] = []
+        self.turn_tokens: list[tuple[int, int]] = []   # per turn: (context fed, tokens generated)
         self.messages = 1                           # chat messages so far: the first prompt
         self.timing = {"generate_sequences": 0.0, "tool_calls": 0.0, "num_preempted": -1}
         self.extra: dict = {}
@@ -121,7 +138,8 @@ class _Episode:
     def reward_extra_info(self) -> dict:
         return {"acc": float(self.success), "success": float(self.success), "return": self.ret,
                 "turns": self.turns, "invalid": self.invalid, "truncated": float(self.truncated),
-                "domain": self.domain, "prompt_index": self.index, "actions": json.dumps(self.actions)}
+                "domain": self.domain, "prompt_index": self.index, "actions": json.dumps(self.actions),
+                "turn_tokens": json.dumps(self.turn_tokens)}
 
 
 class _EnvLoop:
@@ -159,6 +177,7 @@ class _EnvLoop:
                                                      sampling_params=params)
             ep.timing["generate_sequences"] += time.perf_counter() - t0
             ep.server_fields(out.extra_fields)
+            ep.turn_tokens.append((len(ids), len(out.token_ids)))
             merged, mask, logprobs = await self.ct_merge_assistant_token(
                 ids, out.token_ids, mask, logprobs,
                 assistant_logprobs=out.log_probs if logprobs is not None else None)

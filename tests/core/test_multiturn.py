@@ -75,6 +75,7 @@ def distinct(records, n):
                                  "guess_my_city", "car_dealer"])
 def test_the_scripted_expert_gets_the_environments_own_returns(tok, env):
     for record in load("train", 3, domains=[env], difficulties=[1, 2], seed=1):
+        assert mt.is_episode(record) and not mt.is_episode({"data_source": "synthetic__arith"})
         lm = ScriptedLM(tok, expert_of([record]))
         roll = mt.rollout_episodes(lm, tok, [record], 2, max_new_tokens=40, max_len=4096)
         extra = record["extra_info"]
@@ -246,3 +247,24 @@ def test_greedy_turns_are_what_the_training_forward_predicts(tok, tiny, maze):
     policy = roll.response_mask.bool()
     assert (roll.turns > 1).all()
     assert torch.equal(pred[policy], roll.response_ids[policy])   # left-padded turns = right-padded training
+
+
+def test_trajectory_grpo_groups_a_records_episodes_and_leaves_env_tokens_out(tok, maze):
+    """The local trainer's ``advantages`` on episodes: one group per record (same seed), the
+    normalised return on every policy token of the episode and nothing on environment tokens."""
+    from core.backends.local import Episodes, advantages
+    fast, slow = distinct(maze, 2)
+    start, expert = fast["prompt"][0]["content"], expert_of([fast])
+    lm = ScriptedLM(tok, lambda text, turn: expert(text, turn) if first_obs(text) == start else "x")
+    roll = mt.rollout_episodes(lm, tok, [fast, slow], 4, 12, max_len=4096)
+    roll.returns[1] = roll.returns[3] = -40.0                 # two episodes of the first group fail
+    adv = advantages(Episodes([fast, slow], roll, roll.returns, roll.success), 4)
+    mask = roll.response_mask.bool()
+    assert (adv[~mask] == 0).all()
+    for i in range(8):                                        # one value per episode, on its policy tokens
+        assert (adv[i][mask[i]] == adv[i, 0]).all()
+    first = adv[:4, 0]
+    assert first[0] > 0 > first[1] and first[0] == first[2] and first[1] == first[3]
+    assert (adv[4:] == 0).all()                                # the second group: all returns equal
+    token = mt.token_level_rewards(roll)
+    assert torch.equal(token.sum(dim=1), torch.tensor(roll.returns, dtype=torch.float32))

@@ -12,6 +12,7 @@ from core import models
 from core.backends import multiturn as mt
 from core.backends import verl_agent as va
 from plugins.datasets.environments import load
+from tests.core.test_multiturn import ScriptedLM
 
 
 class ScriptedServer:
@@ -66,6 +67,16 @@ def test_the_agent_loop_plays_the_expert_as_the_local_rollout_does():
     info = out.extra_fields["reward_extra_info"]
     assert info["acc"] == 1.0 and info["turns"] == len(expert) and info["prompt_index"] == 5
     assert json.loads(info["actions"]) == expert and info["domain"] == "maze"
+    contexts = [c for c, _ in json.loads(info["turn_tokens"])]
+    assert contexts[0] == n_prompt and len(contexts) == len(expert)
+    assert contexts[-1] + json.loads(info["turn_tokens"])[-1][1] == len(ids)
+    from core.flops import FlopModel
+    fm = FlopModel.from_shape(64, 3, 4, 2, 176, len(tok))
+    lm = ScriptedLM(tok, lambda text, turn: expert[turn])
+    roll = mt.rollout_episodes(lm, tok, [record], 1, 12, max_len=4096)
+    for cached in (False, True):                          # the dump's FLOPs = the local rollout's
+        expected = float(mt.episode_flops(roll, fm, cached)[0])
+        assert va.dump_flops([info], fm, cached) == pytest.approx(expected)
     assert out.extra_fields["turn_scores"] == [-1.0] * (len(expert) - 1) + [0.0]
     assert out.extra_fields["max_global_steps"] == 3
     assert len({r for r, _, _ in server.requests}) == 1 and len(server.requests) == len(expert)
@@ -77,6 +88,13 @@ def test_the_agent_loop_plays_the_expert_as_the_local_rollout_does():
     info = out.extra_fields["reward_extra_info"]
     assert info["truncated"] == 1.0 and 1 < info["turns"] < 10 and len(out.response_ids) <= 150
     assert out.response_mask[-1] == 1 and out.reward_score == -4.0 * info["turns"]
+    # the local rollout with verl's response budget cuts the episode at the same place
+    roll = mt.rollout_episodes(ScriptedLM(tok, lambda text, turn: "fly"), tok, [record], 1, 4,
+                               max_len=4096, max_response=150)
+    n = int(roll.response_attention[0].sum())
+    assert roll.response_ids[0, :n].tolist() == out.response_ids
+    assert roll.response_mask[0, :n].tolist() == out.response_mask
+    assert roll.turns[0] == info["turns"] and roll.truncated[0]
 
 
 def test_agent_config_and_rows(tmp_path):
