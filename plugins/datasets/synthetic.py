@@ -1,10 +1,13 @@
 """Verifiable synthetic tasks: the CPU default dataset.
 
-Three domains with graded difficulty, seeded generation and disjoint train / eval splits:
+Six domains with graded difficulty, seeded generation and disjoint train / eval splits:
 
 - ``arith``: a sum, d+d (level 1), dd+d (2), dd+dd (3), ddd+dd (4): ``"47+5="`` -> ``"52"``
 - ``sort``: sort 2L+1 digits at level L, ``"s:31425="`` -> ``"12345"``
 - ``rev``:  reverse 2L+2 letters at level L, ``"r:abcd="`` -> ``"dcba"``
+- ``mul``:  a product, d*d (level 1; factors from 2), dd*d (2), ddd*d (3), dd*dd (4): ``"7*8="`` -> ``"56"``
+- ``max``:  the largest of L+1 numbers of 1, 2, 2, 3 digits, ``"m:47,52,18="`` -> ``"52"``
+- ``rot``:  shift L+2 letters of a-j by a key (cyclic), ``"k3:abj="`` -> ``"dec"``
 
 A response ends with the final-answer marker and the answer, ``"#52"``; the rule verifier
 (``plugins/rewards/synthetic.py``) scores format (marker present, answer well formed) and
@@ -58,8 +61,29 @@ def _rev(rng: random.Random, level: int) -> tuple[str, str]:
     return f"r:{letters}=", letters[::-1]
 
 
+def _mul(rng: random.Random, level: int) -> tuple[str, str]:
+    a_digits, b_digits = {1: (1, 1), 2: (2, 1), 3: (3, 1), 4: (2, 2)}[level]
+    a, b = (rng.randrange(10 ** (d - 1) if d > 1 else 2, 10 ** d) for d in (a_digits, b_digits))
+    return f"{a}*{b}=", str(a * b)
+
+
+def _max(rng: random.Random, level: int) -> tuple[str, str]:
+    digits = {1: 1, 2: 2, 3: 2, 4: 3}[level]
+    nums = [rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits) for _ in range(level + 1)]
+    return "m:" + ",".join(map(str, nums)) + "=", str(max(nums))
+
+
+def _rot(rng: random.Random, level: int) -> tuple[str, str]:
+    key = rng.randrange(1, len(_LETTERS))
+    letters = "".join(rng.choice(_LETTERS) for _ in range(level + 2))
+    shifted = "".join(_LETTERS[(_LETTERS.index(c) + key) % len(_LETTERS)] for c in letters)
+    return f"k{key}:{letters}=", shifted
+
+
+# new domains go at the end: a config's records depend only on its own domains, so adding
+# one leaves every existing selection (and the SFT bases cached for it) unchanged
 GENERATORS: dict[str, Callable[[random.Random, int], tuple[str, str]]] = {
-    "arith": _arith, "sort": _sort, "rev": _rev}
+    "arith": _arith, "sort": _sort, "rev": _rev, "mul": _mul, "max": _max, "rot": _rot}
 DOMAINS = tuple(GENERATORS)
 LEVELS = (1, 2, 3, 4)
 SPLITS = ("train", "eval")
@@ -122,4 +146,5 @@ def load(split: str, n: int, domains: Sequence[str] = DOMAINS,
 def agentic_rl_datasets():
     yield DatasetSpec(
         name="synthetic", factory=load, domains=DOMAINS, splits=SPLITS, data_sources=(SOURCE_PREFIX,),
-        description="seeded verifiable tasks (sums, digit sorting, string reversal), levels 1-4")
+        description="seeded verifiable tasks (sums, digit sorting, string reversal, products, maxima, "
+                    "letter shifts), levels 1-4")

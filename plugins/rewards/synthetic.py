@@ -1,7 +1,8 @@
 """Rule verifiers for the synthetic tasks (``plugins/datasets/synthetic.py``).
 
 A response is well formed when it contains the final-answer marker ``#`` followed by an answer
-of the domain's alphabet (digits for ``arith`` / ``sort``, letters for ``rev``). Format and
+of the domain's alphabet (digits for ``arith`` / ``sort`` / ``mul`` / ``max``, letters
+for ``rev`` / ``rot``). Format and
 correctness are scored separately:
 
 - ``format``: 1.0 if well formed, else 0.0
@@ -18,7 +19,8 @@ from core.protocols import Score
 from core.specs import RewardSpec
 
 MARKER = "#"
-_ALPHABET = {"arith": r"-?\d+", "sort": r"\d+", "rev": r"[a-z]+"}
+_ALPHABET = {"arith": r"-?\d+", "sort": r"\d+", "rev": r"[a-z]+", "mul": r"\d+", "max": r"\d+",
+             "rot": r"[a-z]+"}
 
 
 def extract(response: str) -> str | None:

@@ -1,12 +1,25 @@
-"""The reasoning-gym domains (plugins/datasets/reasoning_gym.py) and their verifier: seeded,
-disjoint splits, compact prompts that fit the tiny ladder's context, levels that get harder,
-and ground truths the library's own score_answer accepts."""
+"""Domains with distinct skills for transfer studies: the synthetic tasks' new domains (mul,
+max, rot; the old ones' records unchanged) and the reasoning-gym domains
+(plugins/datasets/reasoning_gym.py) with their verifier: seeded, disjoint splits, compact
+prompts that fit the tiny ladder's context, levels that get harder, and ground truths the
+library's own score_answer accepts."""
+import hashlib
+import json
+import re
+
 import pytest
 
+from plugins.datasets import synthetic
+from plugins.datasets.reasoning_gym import DOMAINS, LEVELS, TASKS, entries, load
 from plugins.rewards.reasoning_gym import ReasoningGymVerifier
+from plugins.rewards.synthetic import SyntheticVerifier
 
-rg = pytest.importorskip("reasoning_gym", reason="reasoning-gym==0.1.25 is not installed")
-from plugins.datasets.reasoning_gym import DOMAINS, LEVELS, TASKS, entries, load  # noqa: E402
+
+@pytest.fixture(autouse=True)
+def rg(request):
+    if "synthetic" in request.node.name:
+        return None
+    return pytest.importorskip("reasoning_gym", reason="reasoning-gym==0.1.25 is not installed")
 
 CONTEXT = 64          # the tiny ladder's max_position_embeddings
 CHATML = 19           # <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n
@@ -44,7 +57,7 @@ def test_prompt_and_answer_fit_the_tiny_context_and_levels_get_harder():
         assert lens[0] < lens[-1], domain
 
 
-def test_the_librarys_verifier_accepts_every_ground_truth():
+def test_the_librarys_verifier_accepts_every_ground_truth(rg):
     for domain in DOMAINS:
         ds_of = {}
         for lv in LEVELS:
@@ -86,3 +99,41 @@ def test_the_platform_selects_it_with_its_reward():
     v = ReasoningGymVerifier()
     assert all(v(r["data_source"], r["extra_info"]["sft_response"], r["reward_model"]["ground_truth"]).acc
                for r in train)
+
+
+# --- the synthetic tasks' new domains --------------------------------------------------------
+def test_synthetic_old_domains_generate_the_same_records():
+    h = hashlib.sha256()
+    for split in ("train", "eval"):
+        h.update(json.dumps(synthetic.generate(300, split, ("arith", "sort", "rev"), (1, 2, 3, 4), 0)).encode())
+    assert h.hexdigest()[:16] == "fbf272a5ba8f36a0"     # as before mul / max / rot existed
+
+
+def _solve(domain: str, prompt: str) -> str:
+    body = prompt[:-1]
+    if domain == "mul":
+        a, b = map(int, body.split("*"))
+        return str(a * b)
+    if domain == "max":
+        return str(max(map(int, body[2:].split(","))))
+    key, letters = body.split(":")
+    abc = "abcdefghij"
+    return "".join(abc[(abc.index(c) + int(key[1:])) % 10] for c in letters)
+
+
+def test_synthetic_new_domains_are_right_seeded_disjoint_and_graded():
+    v = SyntheticVerifier()
+    for domain in ("mul", "max", "rot"):
+        train = synthetic.generate(400, "train", (domain,), seed=0)
+        evals = synthetic.generate(100, "eval", (domain,), seed=0)
+        assert train == synthetic.generate(400, "train", (domain,), seed=0)
+        assert not {r["prompt"][0]["content"] for r in train} & {r["prompt"][0]["content"] for r in evals}
+        for r in train + evals:
+            p, gt = r["prompt"][0]["content"], r["reward_model"]["ground_truth"]
+            assert _solve(domain, p) == gt, (domain, p, gt)
+            assert v(r["data_source"], r["extra_info"]["sft_response"], gt).acc == 1.0
+            assert CHATML + len(p) + len(gt) + 2 <= CONTEXT
+        by_level = [[len(r["prompt"][0]["content"]) for r in train if r["extra_info"]["difficulty"] == lv]
+                    for lv in LEVELS]
+        assert sum(by_level[0]) / len(by_level[0]) < sum(by_level[-1]) / len(by_level[-1]), domain
+    assert v("synthetic__mul", "#56", "56").acc == 1.0 and v("synthetic__rot", "#d3", "dec").format == 0.0
