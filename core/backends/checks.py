@@ -67,10 +67,6 @@ def check_verl(cfg: Any) -> None:
     if cfg.rl.max_flops is not None:
         raise ConfigError("rl.max_flops", cfg.rl.max_flops, "verl stops at rl.steps; a compute "
                           "budget is a local-backend option (set rl.steps instead)")
-    if cfg.data.d_sft:
-        raise ConfigError("data.d_sft", cfg.data.d_sft,
-                          "the verl backend does not run an SFT warm start yet: set data.d_sft=0 "
-                          "(the r1_distill checkpoints are already distilled)")
 
 
 CHECKS = {"local": check_local, "verl": check_verl}

@@ -52,12 +52,11 @@ def finalize(cfg: Config, cluster_gpus: float | None) -> dict[str, Any]:
 
 
 def model_path(cfg: Config) -> str:
-    """The checkpoint verl loads: a hub id or folder, or (tiny ladder) the model's folder
-    under the cache, which ``verl_trial`` writes before launching."""
-    if cfg.size.path is not None:
-        return cfg.size.path
-    from core.models import tiny_folder
-    return str(tiny_folder(cfg.size, Path(cfg.cache_dir).resolve(), seed=cfg.data.seed))
+    """The checkpoint verl loads: with D_SFT the SFT'd base under the cache (``verl_sft``), else a
+    hub id or folder, or (tiny ladder) the model's folder under the cache; ``verl_trial`` writes
+    either before launching."""
+    from core.backends.verl_sft import base_path
+    return base_path(cfg)
 
 
 # --- config translation ----------------------------------------------------------------------------
@@ -266,6 +265,7 @@ def max_concurrent(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
 
 def dry_run(cfg: Config, trials: list[tuple[dict, Config]]) -> str:
     """Per trial, the verl command a grid would run (``python -m core.tune ... --dry-run``)."""
+    from core.backends.verl_sft import needs_sft, sft_dry_run
     from core.layout import run_dir, trial_key
     from core.tracking import experiment_name
     out = run_dir(cfg)
@@ -275,11 +275,14 @@ def dry_run(cfg: Config, trials: list[tuple[dict, Config]]) -> str:
                                       if cfg.device == "auto" and device == "cpu" else ""),
              "# each trial first writes its data/train.parquet (curriculum order) and data/val.parquet,",
              "# then runs this (verl's metrics go to its file logger; the trial reports them to MLflow)"]
-    env = environment(cfg)
+    env, bases = environment(cfg), set()
     for i, (values, t) in enumerate(trials):
         key = trial_key(values)
         cmd = command(t, out / "trials" / key, experiment=experiment_name(cfg), trial=key)
         lines.append(f"\n# trial {i}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+        if needs_sft(t) and model_path(t) not in bases:     # first, verl's SFT trainer makes the base
+            bases.add(model_path(t))
+            lines.append(sft_dry_run(t))
         head = " ".join([*(f"{k}={v}" for k, v in env.items()), *map(shlex.quote, cmd[:3])])
         lines.append(" \\\n    ".join([head, *(shlex.quote(c) for c in cmd[3:])]))
     return "\n".join(lines)

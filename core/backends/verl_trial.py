@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from core.backends.verl import command, environment, model_path
+from core.backends.verl_sft import ensure_sft_base
 from core.config import Config
 
 # verl metric -> the platform's name (the same names as the local backend)
@@ -274,6 +275,7 @@ class Launch:
     tokenizer: object
     rm_flop_model: object | None
     rm_metrics: dict
+    sft_flops: float = 0.0
 
 
 def _prepare(cfg: Config, workdir: Path, log) -> Launch:
@@ -286,6 +288,7 @@ def _prepare(cfg: Config, workdir: Path, log) -> Launch:
     from core.tracking import experiment_name
     if cfg.size.path is None:     # tiny ladder: write the random-init model verl will load
         models.model_source(cfg.size, Path(cfg.cache_dir).resolve(), seed=cfg.data.seed)
+    _, sft_flops = ensure_sft_base(cfg, log)   # with D_SFT: verl's SFT trainer makes the base (cached)
     if not (workdir / "data" / "train.parquet").exists():
         write_data(cfg, workdir, log)
     state = State(workdir)
@@ -303,7 +306,7 @@ def _prepare(cfg: Config, workdir: Path, log) -> Launch:
     path = model_path(cfg)
     return Launch(cmd, env, state, metrics_file, pq.read_metadata(workdir / "data" / "val.parquet").num_rows,
                   FlopModel.from_config(AutoConfig.from_pretrained(path)),
-                  AutoTokenizer.from_pretrained(path), rm_flop_model, rm_metrics)
+                  AutoTokenizer.from_pretrained(path), rm_flop_model, rm_metrics, sft_flops)
 
 
 def _step_metrics(cfg: Config, workdir: Path, launch: Launch, step: int, record: dict,
@@ -334,7 +337,7 @@ def _step_metrics(cfg: Config, workdir: Path, launch: Launch, step: int, record:
     if count:
         state.counted.add(step)
         state.save()
-    return {**metrics, **state.ledger.metrics()}, ckpt
+    return {**metrics, **state.ledger.metrics(), "compute/flops_sft": launch.sft_flops}, ckpt
 
 
 def run(cfg: Config, workdir: Path, resume: Path | None = None, log=print):

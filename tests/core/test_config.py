@@ -54,7 +54,6 @@ BAD = [
     (["data.d_sft=0"], "sft.steps", ["both be 0"]),
     (["eval.temperature=0"], "eval.temperature", ["must be > 0"]),
     (["backend=verl", "device=gpu"], "backend", ["scale=r1", "device=cpu"]),
-    (["backend=verl", "device=cpu"], "data.d_sft", ["SFT warm start"]),
     (["ladder=r1_distill", "model=r1-7b", "~grid.axes.model"], "ladder", ["add scale=r1"]),
     (["device=gpu"], "device", ["local backend trains on the CPU"]),
     (["data.d_rl=0"], "data.d_rl", ["must be >= 1"]),
