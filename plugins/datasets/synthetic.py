@@ -7,7 +7,7 @@ Six domains with graded difficulty, seeded generation and disjoint train / eval 
 - ``rev``:  reverse 2L+2 letters at level L, ``"r:abcd="`` -> ``"dcba"``
 - ``mul``:  a product, d*d (level 1; factors from 2), dd*d (2), ddd*d (3), dd*dd (4): ``"7*8="`` -> ``"56"``
 - ``max``:  the largest of L+1 numbers of 1, 2, 2, 3 digits, ``"m:47,52,18="`` -> ``"52"``
-- ``rot``:  shift L+2 letters of a-j by a key (cyclic), ``"k3:abj="`` -> ``"dec"``
+- ``rot``:  shift L+2 letters of a-j by a key of 1, 1-3, 1-5, 1-9 (cyclic), ``"k3:abj="`` -> ``"dec"``
 
 A response ends with the final-answer marker and the answer, ``"#52"``; the rule verifier
 (``plugins/rewards/synthetic.py``) scores format (marker present, answer well formed) and
@@ -74,7 +74,7 @@ def _max(rng: random.Random, level: int) -> tuple[str, str]:
 
 
 def _rot(rng: random.Random, level: int) -> tuple[str, str]:
-    key = rng.randrange(1, len(_LETTERS))
+    key = rng.randrange(1, {1: 2, 2: 4, 3: 6, 4: 10}[level])     # keys 1, 1-3, 1-5, 1-9
     letters = "".join(rng.choice(_LETTERS) for _ in range(level + 2))
     shifted = "".join(_LETTERS[(_LETTERS.index(c) + key) % len(_LETTERS)] for c in letters)
     return f"k{key}:{letters}=", shifted
