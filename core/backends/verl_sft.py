@@ -7,10 +7,12 @@ trial books no GPU itself: the Ray trainer books its GPUs through verl's resourc
 grid's cluster, as ``main_ppo`` does, where torchrun would take the GPUs of whichever node the
 trial process landed on. It joins the cluster through ``RAY_ADDRESS``.
 
-- **Data** (``write_sft_data``): ``select(cfg, "sft")`` as verl's multi-turn chat parquet
-  (``MultiTurnSFTDataset``: a ``messages`` column): the record's chat messages, then an
-  assistant turn holding ``extra_info.sft_response``. verl's loss mask covers the assistant
-  turn only (its chat-template header excluded): the loss is on the response, as locally.
+- **Data** (``write_sft_data``): ``select(cfg, "sft")`` as verl's multi-turn chat parquet (a
+  ``messages`` column): the record's chat messages, then an assistant turn holding
+  ``extra_info.sft_response``. verl reads it through ``verl_sft_data.PromptResponseDataset``
+  (``data.custom_cls``), which tokenizes a row as the local warm start does (the prompt as the
+  policy is prompted, then response + EOS, the loss on those only); verl's own
+  ``MultiTurnSFTDataset`` renders turns apart and drops an R1 turn's reasoning.
 - **Settings** (``sft_overrides``): ``sft.steps``, ``sft.batch_size`` and the size's SFT lr over
   verl's ``sft_trainer_engine`` config; AdamW with the local betas and no weight decay, gradient
   clip 1.0, linear warmup over a tenth of the steps then cosine to 0 (verl's ``cosine`` schedule;
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 ENTRY = "verl.trainer.sft_trainer_ray"
 CONFIG = "sft_trainer_engine"
 HOOK = f"{__name__}.ray_runtime_env"
+DATASET = ("core.backends.verl_sft_data", "PromptResponseDataset")   # verl's data.custom_cls
 # verl settings the SFT workers need in every process (cpu mode): the job's runtime env
 WORKER_ENV = ("VERL_PLATFORM", "VERL_USE_EXTERNAL_MODULES")
 CPU_ENV = {"VERL_PLATFORM": "cpu", "VERL_USE_EXTERNAL_MODULES": "core.backends.verl_cpu",
@@ -106,8 +109,8 @@ def write_sft_data(cfg: Config, folder: Path, tokenizer=None) -> Path:
     path = folder / "sft.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     if tokenizer is not None:
-        tokens = [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
-                  for r in rows]
+        from core.backends.verl_sft_data import sft_tokens
+        tokens = [len(sft_tokens(tokenizer, r["messages"])[0]) for r in rows[:len(records)]]
         (folder / "sft_data.json").write_text(json.dumps(
             {"rows": len(rows), "records": len(records), "max_tokens": max(tokens),
              "tokens": sum(tokens)}))
@@ -129,7 +132,8 @@ def _common(cfg: Config, data_file: Path, out_dir: Path, max_length: int) -> dic
     rows = json.loads(meta.read_text())["rows"] if meta.exists() else max(cfg.data.d_sft, batch)
     return {
         "data.train_files": str(data_file), "data.val_files": None,
-        "data.messages_key": "messages",
+        "data.messages_key": "messages", "data.pad_mode": "no_padding",
+        "data.custom_cls.path": f"pkg://{DATASET[0]}", "data.custom_cls.name": DATASET[1],
         "data.train_batch_size": batch,
         "data.max_length": max_length, "data.truncation": "error",
         "data.use_dynamic_bsz": True,

@@ -86,6 +86,45 @@ def test_dry_run_prints_the_sft_command_once_per_base_before_main_ppo(tmp_path):
     assert f"actor_rollout_ref.model.path={sft_folder(base)}" in text   # main_ppo starts from the base
 
 
+# an R1-Distill-like chat template: an assistant turn loses its reasoning (all up to </think>),
+# and the generation prompt opens the reasoning (DeepSeek-R1-Distill-Qwen's template does both)
+R1_LIKE = ("{% for m in messages %}{% if m['role'] == 'user' %}{{ '<|im_start|>U:' + m['content'] }}"
+           "{% else %}{% set c = m['content'] %}{% if '</think>' in c %}{% set c = c.split('</think>')[-1] %}"
+           "{% endif %}{{ '<|im_start|>A:' + c + '<|im_end|>' }}{% endif %}{% endfor %}"
+           "{% if add_generation_prompt %}{{ '<|im_start|>A:<think>' }}{% endif %}")
+
+
+def test_verls_dataset_gets_the_local_warm_starts_tokens(tmp_path):
+    """verl reads the parquet through PromptResponseDataset: exactly sft_batch's tokens and loss
+    mask; verl's own MultiTurnSFTDataset would drop an R1 response's reasoning."""
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    from core import data, models
+    from core.backends.sft import sft_batch
+    from core.backends.verl_sft import write_sft_data
+    from core.backends.verl_sft_data import PromptResponseDataset
+    t, tok = _trial(tmp_path), models.build_char_tokenizer()
+    path = write_sft_data(t, tmp_path / "d", tok)
+    assert json.loads((tmp_path / "d" / "sft_data.json").read_text())["records"] == 64
+    ds = PromptResponseDataset(str(path), tok, {"max_length": 64})
+    records = data.select(t, "sft")
+    ids, mask, labels = sft_batch(tok, records[:8])
+    for i in range(8):
+        keep = mask[i].bool()
+        assert ds[i]["input_ids"].tolist() == ids[i][keep].tolist()
+        assert ds[i]["loss_mask"].tolist() == (labels[i][keep] != -100).int().tolist()
+    tok.chat_template = R1_LIKE
+    r1 = tmp_path / "r1.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.Table.from_pylist([{"messages": [{"role": "user", "content": "31+5="},
+                                                       {"role": "assistant", "content": "30+6 is 36</think>#36"}]}]), r1)
+    trained = lambda ex: tok.decode(ex["input_ids"][ex["loss_mask"].bool()])   # noqa: E731
+    assert trained(PromptResponseDataset(str(r1), tok, {"max_length": 64})[0]) == "30+6 is 36</think>#36<|im_end|>"
+    verls = MultiTurnSFTDataset(str(r1), tok, {"max_length": 64, "pad_mode": "no_padding"})[0]
+    assert "30+6" not in trained(verls)                                # the reasoning is gone there
+
+
 def _heldout_loss(folder: str, records: list[dict]) -> float:
     import torch
 
