@@ -126,8 +126,9 @@ def trial_cost(cfg: Config, pad: bool) -> TrialCost:
     flops["update"] = 3 * fwd
     n_eval = len(eval_steps(cfg)) * cfg.data.n_eval * cfg.eval.n_samples
     flops["eval"] = model.forward([eval_len]) * n_eval
-    if cfg.data.d_sft and cfg.backend == "local":
-        flops["sft"] = 3 * model.forward([max_p + sft_resp]) * cfg.sft.steps * cfg.sft.batch_size
+    if cfg.data.d_sft and cfg.sft.steps:       # both backends train the SFT base (verl: unpadded)
+        sft_len = (max_p if pad else mean_p) + sft_resp
+        flops["sft"] = 3 * model.forward([sft_len]) * cfg.sft.steps * cfg.sft.batch_size
     total = sum(flops.values())
     gpu_hours = total / (e.peak_tflops * 1e12 * e.mfu * 3600)
     notes = (src_train, f"responses {response:.0f} tokens ({e.response_fill:g} x rl.max_new_tokens)")

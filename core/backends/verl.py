@@ -157,6 +157,7 @@ def _gpu(cfg: Config) -> dict[str, Any]:
 def _cpu(cfg: Config) -> dict[str, Any]:
     """verl's real trainer without a GPU (see ``verl_cpu``): one logical GPU, the ``hf``
     rollout, FSDP2 in fp32, sdpa attention, dynamic micro-batches, one worker of each kind."""
+    from core.backends.verl_sft import FP32
     ov = {"trainer.device": "cpu", "trainer.n_gpus_per_node": 1, "trainer.nnodes": 1,
           "actor_rollout_ref.rollout.name": "hf",
           "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
@@ -167,7 +168,9 @@ def _cpu(cfg: Config) -> dict[str, Any]:
           "+actor_rollout_ref.model.override_config.attn_implementation": "sdpa"}
     for role in ("actor", "ref"):
         ov[f"actor_rollout_ref.{role}.strategy"] = "fsdp2"
-        ov[f"actor_rollout_ref.{role}.fsdp_config.dtype"] = "float32"
+        # the FSDP engine autocasts to mixed_precision.param_dtype (bf16 unless set);
+        # fsdp_config.dtype is read by the Megatron engine only
+        ov[f"+actor_rollout_ref.{role}.fsdp_config.mixed_precision"] = FP32
     ov.update({"actor_rollout_ref.actor.use_dynamic_bsz": True,
                "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": CPU_MODE_MAX_TOKENS,
                "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz": True,

@@ -155,12 +155,15 @@ def _common(cfg: Config, data_file: Path, out_dir: Path, max_length: int) -> dic
     }
 
 
+# full fp32 on the CPU: verl's FSDP engine autocasts to mixed_precision.param_dtype, bf16 by default
+FP32 = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
+
+
 def _cpu(cfg: Config, max_length: int) -> dict[str, Any]:
     """verl's SFT trainer without a GPU: one logical GPU, FSDP2 in fp32, sdpa, padded batches."""
     return {"trainer.device": "cpu", "trainer.n_gpus_per_node": 1, "trainer.nnodes": 1,
             "engine.strategy": "fsdp2", "engine.model_dtype": "fp32",
-            "+engine.mixed_precision": {"param_dtype": "fp32", "reduce_dtype": "fp32",
-                                        "buffer_dtype": "fp32"},
+            "+engine.mixed_precision": FP32,
             "engine.use_torch_compile": False,
             "model.use_remove_padding": False, "model.enable_gradient_checkpointing": False,
             "+model.override_config.attn_implementation": "sdpa",

@@ -87,6 +87,9 @@ def test_every_grid_composes_in_cpu_mode(grid, tmp_path):
         assert ar.rollout.name == "hf" and c.trainer.device == "cpu"
         assert c.trainer.n_gpus_per_node == 1 and c.trainer.nnodes == 1
         assert ar.actor.strategy == "fsdp2" and ar.model.override_config.attn_implementation == "sdpa"
+        for role in (ar.actor, ar.ref):      # the FSDP engine autocasts to bf16 unless told
+            assert dict(role.fsdp_config.mixed_precision) == {
+                "param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
         assert c.ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
         assert ar.model.path.endswith(f"-s{t.data.seed}")        # the tiny model's cache folder
         if t.reward.name == "learned_rm":
