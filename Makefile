@@ -36,7 +36,7 @@ demo: $(STAMP)
 	$(PY) -m core.tune grid=demo
 
 test: $(STAMP) sandbox
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 # TRL for the GRPO bench only, outside the venv (trl 1.x breaks verl): bench/grpo_vs_trl.py
 # puts .bench/site on its path; its dependencies are the venv's own.

@@ -169,7 +169,7 @@ def train_rm(source: str, out: Path, train_pairs: list[dict], eval_pairs: list[d
             log(f"[rm] step {step + 1}/{steps} loss {np.mean(losses[-20:]):.3f} ({time.time() - start:.0f}s)")
     model.eval()
     metrics = {**pair_metrics(model, tok, eval_pairs), "rm/train_loss": float(np.mean(losses[-20:])),
-               "rm/train_pairs": float(len(train_pairs)), "rm/steps": float(steps)}
+               "rm/train_loss_start": float(np.mean(losses[:20])), "rm/train_pairs": float(len(train_pairs)), "rm/steps": float(steps)}
     out = Path(out)
     tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -92,6 +92,21 @@ def dump_flops(rows: list[dict], flop_model, cached: bool = False) -> float:
     return total
 
 
+def dump_metrics(rows: list[dict]) -> dict[str, float]:
+    """Mean return, success, turns and invalid actions per environment (``val/<env>/<name>``)
+    and overall (``val/<name>``) of a validation dump's episodes; pass@k comes from
+    ``verl_trial.parse_validation_dump`` (``acc`` is success)."""
+    import numpy as np
+    out: dict[str, float] = {}
+    envs = np.array([str(r.get("domain")) for r in rows])
+    for name in ("return", "success", "turns", "invalid"):
+        values = np.array([float(r[name]) for r in rows])
+        out[f"val/{name}"] = float(values.mean())
+        for env in sorted(set(envs.tolist())):
+            out[f"val/{env}/{name}"] = float(values[envs == env].mean())
+    return out
+
+
 def record_of(kwargs: dict) -> dict:
     """The dataset record of an agent-loop call (its kwargs are the parquet row's fields): the
     row with ``extra_info`` merged from its ``json`` field (the row's own keys win)."""

@@ -328,6 +328,9 @@ def _step_metrics(cfg: Config, workdir: Path, launch: Launch, step: int, record:
     ckpt = None
     if rows and complete:
         metrics.update(parse_validation_dump(dump, cfg.eval.k_max, rows))
+        if "turns" in rows[0]:                 # multi-turn episodes: return, success, turns
+            from core.backends.verl_agent import dump_metrics
+            metrics.update(dump_metrics(rows))
         if count:
             state.ledger.add("eval", launch.flop_model.forward(
                 [len(launch.tokenizer(r["input"] + r["output"])["input_ids"]) for r in rows]))

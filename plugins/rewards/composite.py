@@ -55,7 +55,7 @@ from core.hookspecs import hookimpl
 from core.protocols import RewardItem, Score
 from core.specs import RewardSpec
 from plugins.datasets.rules import ANSWER_FORMS, SOURCE_PREFIX
-from plugins.rewards.synthetic import extract
+from plugins.rewards.synthetic import _ALPHABET, extract
 
 PARTS = ("correct", "format", "partial", "length")
 DEFAULT_WEIGHTS = {"correct": 1.0, "format": 0.2, "partial": 0.5, "length": 0.3}
@@ -65,9 +65,12 @@ DEFAULT_BUDGET = 10
 OPTIONS = ("level", "parts", "weights", "length_budget")
 OPTION_KEY = "reward.options"          # where the config passes the options (errors name it)
 # data_source -> (answer pattern, alignment of the parts)
+# Synthetic domains take the verifier's own alphabet (one source, so a new domain cannot drift);
+# numbers align at the units digit except sorted digit strings, which align left.
+_LEFT_NUMBERS = {"sort"}
 FORMS = {**{SOURCE_PREFIX + family: form for family, form in ANSWER_FORMS.items()},
-         "synthetic__arith": (r"-?\d+", "right"), "synthetic__sort": (r"\d+", "left"),
-         "synthetic__rev": (r"[a-z]+", "left")}
+         **{"synthetic__" + d: (pattern, "left" if d in _LEFT_NUMBERS or "a-z" in pattern else "right")
+            for d, pattern in _ALPHABET.items()}}
 
 
 def aligned_share(pred: str, truth: str, align: str) -> float:

@@ -158,6 +158,9 @@ def test_verl_main_ppo_on_the_cpu_plays_maze_episodes(ray_cluster, tmp_path):
     for s in (0, 2):
         rows = [json.loads(line) for line in (workdir / "validation" / f"{s}.jsonl").read_text().splitlines()]
         assert len(rows) == 4 * 4
+        m = va.dump_metrics(rows)
+        assert m["val/maze/turns"] >= 2
+        assert m["val/maze/return"] == pytest.approx(steps[s]["verl/val-aux/env__maze/reward/mean_at_4"])
         for row in rows:
             assert row["turns"] >= 2 and row["score"] == pytest.approx(row["return"])
             record = va.record_of({"raw_prompt": val[row["prompt_index"]]["prompt"],
