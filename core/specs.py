@@ -71,7 +71,8 @@ class DatasetSpec(_Spec):
     splits: tuple[str, ...] = ("train", "eval")
     options: tuple[str, ...] = ()        # optional `data.*` keys the factory accepts (path, ...)
     data_sources: tuple[str, ...] = ()   # `data_source` prefixes its records carry
-    worked_examples: bool = True         # records carry extra_info.sft_response (SFT warm start)
+    worked_examples: bool = True         # records carry extra_info.sft_response, or expert episodes
+                                         # (environments: extra_info.expert), for the SFT warm start
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from core import data, models
+from core.backends import multiturn as mt
 from core.backends import rollout as ro
 from core.backends.sft import sft_batch, warm_start
 from core.config import Config
@@ -105,7 +106,10 @@ def grade_ungraded(cfg: Config, records: list[dict], base: str, model, tokenizer
 @torch.no_grad()
 def evaluate(model, tokenizer, reward, records, cfg: Config, flop_model: FlopModel,
              chunk: int = 512) -> tuple[dict[str, float], float, np.ndarray]:
-    """pass@k per domain and overall on the eval prompts; (metrics, FLOPs, per-prompt pass@1)."""
+    """pass@k per domain and overall on the eval prompts; (metrics, FLOPs, per-prompt pass@1).
+    Environment episodes are played instead (``multiturn.evaluate_trial``: success is correct)."""
+    if records and mt.is_episode(records[0]):
+        return mt.evaluate_trial(model, tokenizer, records, cfg, flop_model)
     n, correct, lengths, flops = cfg.eval.n_samples, [], [], 0.0
     per = max(1, chunk // n)
     for i in range(0, len(records), per):
@@ -185,9 +189,15 @@ class Episodes:
 
 
 def rollout_and_score(t: Trial, prompts: list[dict]) -> Episodes:
-    """G samples per prompt from the current policy, scored by the reward plugin."""
+    """G samples per prompt from the current policy, scored by the reward plugin; for
+    environment episodes, G episodes per record played turn by turn (``multiturn.play``): the
+    reward is the episode's return, correct is success."""
     cfg, G = t.cfg, t.cfg.rl.group_size
     t.model.eval()
+    if mt.is_episode(prompts[0]):
+        roll, flops = mt.play(t.model, t.tokenizer, prompts, G, cfg, t.flop_model)
+        t.ledger.add("rollout", flops)
+        return Episodes(prompts, roll, roll.returns.astype(float), roll.success.copy())
     roll = ro.sample(t.model, t.tokenizer, ro.render(t.tokenizer, prompts), G,
                      cfg.rl.max_new_tokens, cfg.rl.temperature, cfg.rl.top_p)
     t.ledger.add("rollout", t.flop_model.forward(roll.padded_seqlens()))
@@ -280,7 +290,8 @@ def gather(rounds: list[Episodes], chosen: list[tuple[int, int]], G: int, pad_id
     prompts = [rounds[r].prompts[i] for r, i in order]
     rewards = np.concatenate([rounds[k].rewards[rows[k]] for k in range(len(rounds)) if rows[k]])
     acc = np.concatenate([rounds[k].acc[rows[k]] for k in range(len(rounds)) if rows[k]])
-    roll = ro.concat([e.roll for e in rounds], rows, pad_id)
+    cat = mt.concat_episodes if isinstance(rounds[0].roll, mt.EpisodeRollout) else ro.concat
+    roll = cat([e.roll for e in rounds], rows, pad_id)
     return Episodes(prompts, roll, rewards, acc)
 
 
@@ -297,6 +308,8 @@ def rl_step(t: Trial, step: int) -> dict[str, float]:
     ep = gather(served, rounds.finish(), G, t.tokenizer.pad_token_id)   # the curriculum hears all
     metrics = update(t, ep, advantages(ep, G))
     metrics.update({"train/reward_mean": float(ep.rewards.mean()), "train/acc_mean": float(ep.acc.mean())})
+    if isinstance(ep.roll, mt.EpisodeRollout):    # return, success, turns, invalid actions
+        metrics.update(mt.train_metrics(ep.roll))
     if rounds.filtering:
         metrics.update({f"train/{k}": float(v) for k, v in rounds.stats.items()})
     metrics.update({f"train/curriculum_{k}": float(v)

@@ -357,3 +357,42 @@ def evaluate_episodes(model, tokenizer, records: list[dict], n: int, k_max: int,
     roll = parts[0] if len(parts) == 1 else concat_episodes(
         parts, [list(range(len(p.envs))) for p in parts], tokenizer.pad_token_id)
     return episode_metrics(roll, n, k_max), flops, roll.success.reshape(-1, n).mean(axis=1)
+
+
+# --- the local trainer's episode stages (core/backends/local.py dispatches here) ------------------
+def expert_sft_batch(tokenizer, records: list[dict], max_len: int | None = None):
+    """Input ids, attention mask and labels (-100 except on the expert's own tokens) of the
+    records' expert episodes in the rollout's layout, left-padded as ``sft.sft_batch``: the
+    environment warm start (and the ``rl.algorithm=sft`` control) trains on the policy's turns
+    only, never on the environment's."""
+    convs = [expert_conversation(tokenizer, r, max_len or (1 << 30)) for r in records]
+    width = max(len(ids) for ids, _, _ in convs)
+    B = len(convs)
+    ids = torch.full((B, width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(B, width, dtype=torch.long)
+    labels = torch.full((B, width), -100, dtype=torch.long)
+    for i, (seq, n_prompt, resp_mask) in enumerate(convs):
+        off = width - len(seq)
+        ids[i, off:] = torch.tensor(seq)
+        mask[i, off:] = 1
+        policy = torch.tensor([0] * n_prompt + resp_mask, dtype=torch.bool)
+        labels[i, off:][policy] = torch.tensor(seq)[policy]
+    return ids, mask, labels
+
+
+def play(model, tokenizer, records: list[dict], group_size: int, cfg, flop_model=None,
+         training: bool = True) -> tuple[EpisodeRollout, float]:
+    """A trial's episodes (``rl.*`` sampling for training, ``eval.*`` for evaluation), capped at
+    the model's context: (rollout, rollout FLOPs as executed)."""
+    temperature, top_p = ((cfg.rl.temperature, cfg.rl.top_p) if training
+                          else (cfg.eval.temperature, cfg.eval.top_p))
+    roll = rollout_episodes(model, tokenizer, records, group_size, cfg.rl.max_new_tokens, temperature, top_p)
+    return roll, (rollout_flops(roll, flop_model) if flop_model is not None else 0.0)
+
+
+def evaluate_trial(model, tokenizer, records: list[dict], cfg, flop_model) -> tuple[dict, float, np.ndarray]:
+    """``local.evaluate`` on episodes: ``eval.n_samples`` episodes per record; pass@k with
+    success as correctness, mean return, success, turns and invalid actions per environment."""
+    return evaluate_episodes(model, tokenizer, records, cfg.eval.n_samples, cfg.eval.k_max,
+                             cfg.rl.max_new_tokens, cfg.eval.temperature, cfg.eval.top_p,
+                             flop_model=flop_model)

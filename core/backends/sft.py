@@ -37,8 +37,13 @@ def base_key(cfg: Config) -> str:
 
 
 def sft_batch(tokenizer, records: list[dict]):
-    """Input ids, attention mask and labels (-100 outside the response) for a batch."""
+    """Input ids, attention mask and labels (-100 outside the response) for a batch; for
+    environment episodes, the expert's multi-turn play with the loss on its own turns only
+    (``multiturn.expert_sft_batch``)."""
+    from core.backends import multiturn
     from core.backends.rollout import render
+    if records and multiturn.is_episode(records[0]):
+        return multiturn.expert_sft_batch(tokenizer, records)
     prompts = render(tokenizer, records)
     full = [p + r["extra_info"]["sft_response"] + tokenizer.eos_token
             for p, r in zip(prompts, records)]

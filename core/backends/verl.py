@@ -188,6 +188,8 @@ def verl_overrides(cfg: Config, workdir: Path, experiment: str = "agentic_rl_sca
     ov.update(_cpu(cfg) if resolve_device(cfg) == "cpu" else _gpu(cfg))
     if online_curriculum(cfg):
         ov.update(_sampler(cfg))
+    from core.backends.verl_agent import trial_overrides
+    ov.update(trial_overrides(cfg, workdir))    # environment episodes: verl's agent loop
     ov.update({f"+ray_kwargs.ray_init.runtime_env.env_vars.{k}": v for k, v in environment(cfg).items()})
     out = [f"{k}={hydra_value(v)}" for k, v in ov.items()]
     out += [f"+reward.custom_reward_function.reward_kwargs.{k}={hydra_value(v)}"

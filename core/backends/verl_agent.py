@@ -77,6 +77,40 @@ def agent_overrides(config_path: Path, response_tokens: int) -> dict[str, Any]:
             "data.max_response_length": int(response_tokens)}
 
 
+def episode_data(cfg) -> bool:
+    """Whether a trial's dataset yields environment episodes (``env__`` rows): verl then plays
+    them through this agent loop."""
+    from core.plugins import registry
+    return any(d.startswith("env__") for d in registry().get("datasets", cfg.data.dataset).data_sources)
+
+
+def config_path(workdir: Path) -> Path:
+    return Path(workdir).resolve() / "agent_loops.yaml"
+
+
+def response_tokens(cfg) -> int:
+    """The conversation's token budget after the first prompt (verl's response length): what a
+    tiny model's context holds after the prompt (the local rollout's cap), else 4096; set
+    ``verl.data.max_response_length`` to choose another."""
+    arch = getattr(cfg.size, "arch", None)
+    if arch is not None:
+        return max(cfg.rl.max_new_tokens, arch.max_position_embeddings - cfg.rl.max_prompt_tokens)
+    return 4096
+
+
+def trial_overrides(cfg, workdir: Path) -> dict[str, Any]:
+    """verl keys of a trial on episodes (``verl.verl_overrides`` adds them), else none."""
+    return agent_overrides(config_path(workdir), response_tokens(cfg)) if episode_data(cfg) else {}
+
+
+def prepare_trial(cfg, workdir: Path, paths) -> None:
+    """A trial on episodes: the agent-loop YAML and ``agent_name`` on every row of its parquets."""
+    if episode_data(cfg):
+        write_agent_config(config_path(workdir), cfg.rl.max_new_tokens)
+        for path in paths:
+            tag_parquet(path)
+
+
 def dump_flops(rows: list[dict], flop_model, cached: bool = False) -> float:
     """Rollout FLOPs of the episodes of a validation dump (its ``turn_tokens`` column): each turn
     a forward over its context and new tokens (no cache across turns, as the CPU ``hf`` rollout

@@ -148,6 +148,7 @@ def parse_validation_dump(path: Path, k_max: int, rows: list[dict] | None = None
                                 levels=[level_of[p] for p in prompts])
     metrics["val/response_chars"] = float(np.mean(lengths))
     metrics["eval/per_prompt_pass_at_1"] = correct.mean(axis=1).tolist()   # gains with intervals
+    metrics["eval/per_prompt_domain"] = [domain_of[p] for p in prompts]    # per-domain gains
     return metrics
 
 
@@ -290,7 +291,8 @@ def _prepare(cfg: Config, workdir: Path, log) -> Launch:
         models.model_source(cfg.size, Path(cfg.cache_dir).resolve(), seed=cfg.data.seed)
     _, sft_flops = ensure_sft_base(cfg, log)   # with D_SFT: verl's SFT trainer makes the base (cached)
     if not (workdir / "data" / "train.parquet").exists():
-        write_data(cfg, workdir, log)
+        from core.backends.verl_agent import prepare_trial
+        prepare_trial(cfg, workdir, write_data(cfg, workdir, log))   # episodes: the agent loop
     state = State(workdir)
     state.launches += 1
     state.save()
@@ -331,7 +333,10 @@ def _step_metrics(cfg: Config, workdir: Path, launch: Launch, step: int, record:
         if "turns" in rows[0]:                 # multi-turn episodes: return, success, turns
             from core.backends.verl_agent import dump_metrics
             metrics.update(dump_metrics(rows))
-        if count:
+        if count and "turn_tokens" in rows[0]:   # episodes: every turn's forward, as executed
+            from core.backends.verl_agent import dump_flops
+            state.ledger.add("eval", dump_flops(rows, launch.flop_model))
+        elif count:
             state.ledger.add("eval", launch.flop_model.forward(
                 [len(launch.tokenizer(r["input"] + r["output"])["input_ids"]) for r in rows]))
         ckpt = workdir / "tune_checkpoint"    # Tune keeps a marker; verl resumes from its own

@@ -18,7 +18,8 @@ eval seeds never meet whatever ``n`` and ``seed``. Where a level has few distinc
 (8 hidden objects in twenty_questions level 1, the fixed maze of a level) eval episodes can
 equal train episodes in content, as in LMRL-Gym, whose eval games draw from the training
 word lists; ``extra_info.episode`` names the hidden episode so that overlap can be measured.
-``worked_examples`` is False: the expert's play is multi-turn, not one ``sft_response``.
+The expert's play is the worked example (``worked_examples``): the local warm start trains on
+it multi-turn, with the loss on the expert's turns only (``multiturn.expert_sft_batch``).
 """
 from __future__ import annotations
 
@@ -106,5 +107,5 @@ def load(split: str, n: int, domains: Sequence[str] | None = None,
 def agentic_rl_datasets():
     yield DatasetSpec(
         name="environments", factory=load, domains=builtin_env_names(), splits=SPLITS,
-        data_sources=(SOURCE_PREFIX,), worked_examples=False,
+        data_sources=(SOURCE_PREFIX,), worked_examples=True,
         description="multi-turn environment episodes (LMRL-Gym tasks) with expert play, levels 1-4")
