@@ -21,7 +21,9 @@ from pathlib import Path
 from core.report.page import build, progress, write_report
 from core.report.runs import load_runs
 
-TABLES = "gains, fits, controls (RL vs SFT control), across (laws across the axis), findings, rm"
+TABLES = ("gains, fits, controls (RL vs SFT control), across (laws across the axis), findings, rm, "
+          "horizon (multi-turn: success and RL gain per environment, horizon and size), "
+          "horizon_scaling (gain vs horizon, N-slope per horizon)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.report import findings, rm, scaling, scaling_html, scaling_plots
+from core.report import horizon   # noqa: I001 (multi-turn environments, issue 16)
 from core.report.section import Section
 
 SECTIONS: dict[str, Section] = {}
@@ -29,3 +30,5 @@ register(Section("scaling", "Pass@1 and pass@k against steps, compute and the gr
                  scaling_html.tables))
 register(Section("rm", "Reward-model over-optimisation (Gao et al.)", rm.analyse, rm.html,
                  rm.plots, rm.metrics, rm.tables))
+register(Section("horizon", "Multi-turn environments: RL gain against the horizon",
+                 horizon.analyse, horizon.html, horizon.plots, horizon.metrics, horizon.tables))
