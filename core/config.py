@@ -114,6 +114,10 @@ class Data:
                                     # ungraded prompts' difficulty (0: do not grade)
     sft_source: SftSource | None    # null: the dataset's own worked examples; else SFT
                                     # examples synthesised by rejection sampling (core/synth)
+    eval_domains: tuple[str, ...] | None = None   # eval prompts from these (null: data.domains):
+                                    # train on one domain, evaluate on every one (transfer)
+    sft_domains: tuple[str, ...] | None = None    # SFT examples from these (null: data.domains):
+                                    # one base that has seen every domain, RL on one
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ class Grid:
     at_scale: dict[str, dict[str, Any]] = field(default_factory=dict)
     # report sections, in page order (core/report/sections.py); None: chosen from the runs
     # (findings and scaling, and rm where trials trained against a learned RM)
-    report: tuple[Literal["findings", "scaling", "rm", "horizon"], ...] | None = None
+    report: tuple[Literal["findings", "scaling", "rm", "horizon", "transfer"], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -453,9 +457,15 @@ def _check_plugins(cfg: Config, registry) -> None:
             raise ConfigError(key, name, f"no {kind} plugin of that name",
                               allowed=exc.valid) from exc
     spec = registry.get("datasets", cfg.data.dataset)
-    for i, domain in enumerate(cfg.data.domains):
-        _require(domain in spec.domains, f"data.domains.{i}", domain,
-                 f"not a domain of dataset {spec.name!r}", allowed=spec.domains)
+    for key in ("domains", "eval_domains", "sft_domains"):
+        chosen = getattr(cfg.data, key)
+        _require(chosen is None or (bool(chosen) and len(set(chosen)) == len(chosen)), f"data.{key}",
+                 None if chosen is None else list(chosen),
+                 "must be a non-empty list without repeats" + ("" if key == "domains" else
+                                                                ", or null for data.domains"))
+        for i, domain in enumerate(chosen or ()):
+            _require(domain in spec.domains, f"data.{key}.{i}", domain,
+                     f"not a domain of dataset {spec.name!r}", allowed=spec.domains)
     for key, value in data_options(cfg).items():
         _require(key in spec.options, f"data.{key}", value,
                  f"not used by dataset {spec.name!r}", allowed=list(spec.options) or ["(none)"])
@@ -495,6 +505,14 @@ def _check_sft_source(cfg: Config) -> None:
         _require(value is None or value >= 1, f"data.sft_source.{key}", value, "must be >= 1")
     _require(src.temperature > 0, "data.sft_source.temperature", src.temperature, "must be > 0")
     _require(0 < src.top_p <= 1, "data.sft_source.top_p", src.top_p, "must be in (0, 1]")
+
+
+def domains_for(cfg: Config, role: str) -> tuple[str, ...]:
+    """The domains a selection draws from: ``data.eval_domains`` for eval prompts,
+    ``data.sft_domains`` for SFT examples (and the prompts a teacher answers), each defaulting
+    to ``data.domains`` (the RL pool's)."""
+    own = {"eval": cfg.data.eval_domains, "sft": cfg.data.sft_domains}.get(role)
+    return own or cfg.data.domains
 
 
 def data_options(cfg: Config) -> dict[str, Any]:
@@ -574,5 +592,4 @@ def _check_numbers(cfg: Config) -> None:
     _require((cfg.data.d_sft == 0) == (cfg.sft.steps == 0), "sft.steps", cfg.sft.steps,
              f"SFT steps and data.d_sft ({cfg.data.d_sft}) must both be 0 (no warm start) "
              "or both be > 0")
-    _require(len(set(cfg.data.domains)) == len(cfg.data.domains) and cfg.data.domains,
-             "data.domains", list(cfg.data.domains), "must be a non-empty list without repeats")
+

@@ -13,7 +13,7 @@ import json
 from operator import attrgetter
 
 from core import schema
-from core.config import Config, data_options
+from core.config import Config, data_options, domains_for
 from core.errors import ConfigError, UserError
 
 _ROLES = {"train": ("train", "data.d_rl", 0), "eval": ("eval", "data.n_eval", 0),
@@ -34,7 +34,8 @@ def select(cfg: Config, role: str, registry=None, n: int | None = None) -> list[
     if role == "sft" and cfg.data.sft_source is not None:      # synthesised worked examples
         return _synthesised(cfg, n, registry)
     try:
-        return spec.factory(split=split, n=n, domains=cfg.data.domains,
+        domains = domains_for(cfg, {"sft_candidates": "sft"}.get(role, role))
+        return spec.factory(split=split, n=n, domains=domains,
                             difficulties=cfg.data.difficulties, seed=cfg.data.seed + seed_offset,
                             **data_options(cfg))
     except UserError:           # a complete message already (bad file, row, path)

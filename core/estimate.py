@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.config import Config
+from core.config import Config, domains_for
 
 PHASES = ("rollout", "recompute", "reference", "rm", "update", "eval", "sft")
 
@@ -139,7 +139,7 @@ def _sft_identity(cfg: Config) -> str:
     """Trials with the same identity share one cached SFT base (core/backends/sft.py)."""
     import json
     d = cfg.data
-    return json.dumps([cfg.model, cfg.sft_lr, cfg.sft.steps, cfg.sft.batch_size, d.dataset, d.domains,
+    return json.dumps([cfg.model, cfg.sft_lr, cfg.sft.steps, cfg.sft.batch_size, d.dataset, domains_for(cfg, "sft"),
                        d.difficulties, d.d_sft, d.seed, d.path, d.sources], default=str)
 
 

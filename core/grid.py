@@ -31,6 +31,7 @@ from core.trial import run_trial
 
 FAULT_ENV = "ARL_FAULT_KILL_AT_STEP"   # testing hook: kill each trial once after this step
 PER_PROMPT = "eval/per_prompt_pass_at_1"   # a trial's per-prompt pass@1 at an eval step (a list)
+PER_PROMPT_DOMAIN = "eval/per_prompt_domain"   # the domain of each of those prompts
 USER_ERROR = "user_error.txt"          # in a trial folder: the trial failed on bad input
 
 
@@ -112,8 +113,10 @@ class _ProgressAndMlflow:
         self.tracker.log_step(run_id, result)
         self.last_logged[run_id] = step
         if result.get(PER_PROMPT) is not None:   # the report's gains with intervals read it
-            self.tracker.client.log_dict(run_id, {"step": step, "pass_at_1": list(result[PER_PROMPT])},
-                                         f"evals/step_{step:06d}.json")
+            evals = {"step": step, "pass_at_1": list(result[PER_PROMPT])}
+            if result.get(PER_PROMPT_DOMAIN) is not None:      # per-domain gains (transfer)
+                evals["domains"] = list(result[PER_PROMPT_DOMAIN])
+            self.tracker.client.log_dict(run_id, evals, f"evals/step_{step:06d}.json")
         if step == 0:
             self.tracker.client.set_tag(run_id, "trial_dir", result["trial_dir"])
         if result.get("checkpoint_dir_name"):

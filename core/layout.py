@@ -22,12 +22,15 @@ def run_dir(cfg) -> Path:
 
 def trial_key(values: dict) -> str:
     """A trial's folder name, from its axis values (``model=s_seed=0``); a mapping value (a
-    whole config section as an axis) is written as its ``name`` and a short hash."""
+    whole config section as an axis) is written as its ``name`` and a short hash, a list as its
+    items joined by ``+``."""
     def label(v) -> str:
         if isinstance(v, dict):
             import hashlib
             import json
             digest = hashlib.sha1(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:6]
             return f"{v.get('name', 'map')}-{digest}"
+        if isinstance(v, (list, tuple)):      # a list axis (data.domains=[arith]): arith, arith+rev
+            return "+".join(map(str, v))
         return str(v)
     return "_".join(f"{k.replace('.', '-')}={label(v)}" for k, v in values.items()) or "single"

@@ -329,9 +329,11 @@ def eval_and_checkpoint(t: Trial, step: int) -> tuple[dict, Path]:
     t.ledger.add("eval", flops)
     # per-prompt pass@1, for gains with bootstrap intervals over prompts and seeds
     (t.workdir / "evals").mkdir(exist_ok=True)
+    domains = [r["extra_info"].get("domain") or r["ability"] for r in t.eval_records]
     (t.workdir / "evals" / f"step_{step:06d}.json").write_text(
-        json.dumps({"step": step, "pass_at_1": per_prompt.tolist()}))
+        json.dumps({"step": step, "pass_at_1": per_prompt.tolist(), "domains": domains}))
     metrics["eval/per_prompt_pass_at_1"] = per_prompt.tolist()
+    metrics["eval/per_prompt_domain"] = domains      # per-domain gains (transfer) with intervals
     ckpt = t.workdir / "checkpoints" / f"step_{step:06d}"
     t.model.save_pretrained(ckpt / "policy")
     t.tokenizer.save_pretrained(ckpt / "policy")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from core import data, models, schema
-from core.config import Config
+from core.config import Config, domains_for
 
 
 def base_key(cfg: Config) -> str:
@@ -30,6 +30,8 @@ def base_key(cfg: Config) -> str:
     for unset in ("path", "sources"):      # keep keys of bases trained before these existed
         if not sel[unset]:
             sel.pop(unset)
+    sel["domains"] = list(domains_for(cfg, "sft"))   # the base sees the SFT domains only
+    sel.pop("eval_domains", None), sel.pop("sft_domains", None)
     sft = {**schema.to_dict(cfg.sft), "lr": cfg.sft_lr}
     # v: bump when data generation or prompting changes (3: ChatML prompts, tokenizer v2)
     ident = {"size": size, "data": sel, "sft": sft, "v": 3}

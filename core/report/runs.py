@@ -6,7 +6,8 @@ A *run* (one trial) is a plain dict, as ``load_runs`` returns it and as tests bu
      "tags":    {"axis.model": "m", "model_size": "m", "params_count": "4500000", ...},
      "params":  {"seed": "0", "rl.algorithm": "grpo", "grid.report": '["scaling"]', ...},
      "metrics": {"val/pass_at_1": {0: 0.31, 10: 0.42, ...}, ...},   # key -> {step: value}
-     "evals":   {0: [per-prompt pass@1, ...], 40: [...]}}            # step -> list
+     "evals":   {0: [per-prompt pass@1, ...], 40: [...]},           # step -> list
+     "eval_domains": ["arith", "sort", ...]}     # each eval prompt's domain (None: not logged)
 
 ``evals`` come from the child run's ``evals/step_<n>.json`` artifacts (the driver logs them
 from each evaluation's per-prompt pass@1), so a report needs nothing but the MLflow store.
@@ -61,28 +62,31 @@ def load_runs(uri: str, parent_id: str, log: Callable[[str], None] = lambda _: N
         rid = child.info.run_id
         hist = {key: {int(m.step): float(m.value) for m in client.get_metric_history(rid, key)}
                 for key in child.data.metrics if key.startswith(keys)}
+        evals, domains = _evals(client, rid)
         runs.append({"id": rid, "name": child.data.tags.get("mlflow.runName", rid),
                      "status": child.info.status, "tags": dict(child.data.tags),
                      "params": dict(child.data.params), "metrics": hist,
-                     "evals": _evals(client, rid)})
+                     "evals": evals, "eval_domains": domains})
     return {"id": parent_id, "tags": dict(parent.data.tags)}, runs
 
 
-def _evals(client, run_id: str) -> dict[int, list[float]]:
-    """Per-prompt pass@1 per eval step from ``evals/step_<n>.json`` artifacts (none: {})."""
+def _evals(client, run_id: str) -> tuple[dict[int, list[float]], list[str] | None]:
+    """Per-prompt pass@1 per eval step from ``evals/step_<n>.json`` artifacts (none: {}), and
+    each prompt's domain where the trial logged it (None otherwise)."""
     import os
     import tempfile
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         if not client.list_artifacts(run_id, "evals"):
-            return {}
+            return {}, None
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(client.download_artifacts(run_id, "evals", tmp))
             data = [json.loads(p.read_text()) for p in sorted(folder.glob("step_*.json"))]
     except Exception as exc:   # noqa: BLE001 - unreadable artifacts: the gains say n/a
         print(f"[report] run {run_id}: per-prompt evals unreadable ({exc})", file=sys.stderr)
-        return {}
-    return {int(d["step"]): [float(v) for v in d["pass_at_1"]] for d in data}
+        return {}, None
+    domains = next((list(map(str, d["domains"])) for d in data if d.get("domains")), None)
+    return {int(d["step"]): [float(v) for v in d["pass_at_1"]] for d in data}, domains
 
 
 # ------------------------------------------------------------------ one run

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import schema
-from core.config import CONFIG_DIR, Config
+from core.config import CONFIG_DIR, Config, domains_for
 
 EXPERIMENT = "synth"
 VERSION = 1          # bump when selection, verification or the stored layout changes
@@ -107,7 +107,7 @@ def settings(cfg: Config) -> dict:
     return {"teacher": teacher_identity(cfg), "k": src.k, "cap": src.cap,
             "temperature": src.temperature, "top_p": src.top_p, "max_new_tokens": max_new_tokens(cfg),
             "verifier": verifier_name(cfg), "verifier_options": cfg.reward.options,
-            "selection": {"dataset": d.dataset, "domains": list(d.domains),
+            "selection": {"dataset": d.dataset, "domains": list(domains_for(cfg, "sft")),
                           "difficulties": list(d.difficulties), "path": d.path,
                           "sources": list(d.sources), "skip_bad_rows": d.skip_bad_rows,
                           "prompts": n_prompts(cfg)},
@@ -319,7 +319,7 @@ def log_run(cfg: Config, meta: dict) -> str:
     params = {"teacher": src.teacher, "k": src.k, "cap": src.cap, "temperature": src.temperature,
               "top_p": src.top_p, "max_new_tokens": max_new_tokens(cfg), "prompts": n_prompts(cfg),
               "verifier": verifier_name(cfg), "dataset": cfg.data.dataset,
-              "domains": json.dumps(list(cfg.data.domains)),
+              "domains": json.dumps(list(domains_for(cfg, "sft"))),
               "difficulties": json.dumps(list(cfg.data.difficulties)), "seed": cfg.data.seed}
     now, total = int(time.time() * 1000), Counter()
     for row in stats.values():

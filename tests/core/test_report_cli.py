@@ -112,7 +112,7 @@ def test_help():
 
 def test_driver_logs_per_prompt_evals_as_artifacts(tmp_path):
     """The grid callback turns a trial's per-prompt list into evals/step_<n>.json."""
-    from core.grid import PER_PROMPT, _ProgressAndMlflow
+    from core.grid import PER_PROMPT, PER_PROMPT_DOMAIN, _ProgressAndMlflow
     from core.tracking import Tracker
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cb = _ProgressAndMlflow({}, uri, "grid/x", "parent", 2)
@@ -123,10 +123,10 @@ def test_driver_logs_per_prompt_evals_as_artifacts(tmp_path):
     class Trial:
         trial_id, config = "t1", {}
     result = {"step": 0, "val/pass_at_1": 0.5, "val/creativity_index": 0.9, "trial_dir": "/x",
-              PER_PROMPT: [0.25, 0.75]}
+              PER_PROMPT: [0.25, 0.75], PER_PROMPT_DOMAIN: ["arith", "rev"]}
     cb.on_trial_result(0, [], Trial(), result)
     cb.on_trial_result(0, [], Trial(), result)                   # a repeated step: logged once
     from core.report.runs import _evals
-    assert _evals(tracker.client, run) == {0: [0.25, 0.75]}
+    assert _evals(tracker.client, run) == ({0: [0.25, 0.75]}, ["arith", "rev"])
     hist = tracker.client.get_metric_history(run, "val/pass_at_1")
     assert len(hist) == 1 and json.dumps(tracker.client.get_run(run).data.metrics)
