@@ -226,7 +226,7 @@ class Grid:
     at_scale: dict[str, dict[str, Any]] = field(default_factory=dict)
     # report sections, in page order (core/report/sections.py); None: chosen from the runs
     # (findings and scaling, and rm where trials trained against a learned RM)
-    report: tuple[Literal["findings", "scaling", "rm", "horizon", "transfer"], ...] | None = None
+    report: tuple[Literal["findings", "scaling", "rm", "rules", "horizon", "transfer"], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from core.report.runs import load_runs
 
 TABLES = ("gains, fits, controls (RL vs SFT control), across (laws across the axis), findings, rm, "
           "horizon (multi-turn: success and RL gain per environment, horizon and size), "
-          "horizon_scaling (gain vs horizon, N-slope per horizon)")
+          "horizon_scaling (gain vs horizon, N-slope per horizon), rules (is the N-slope steeper "
+          "for complex rules?), rules_plateau")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.report import findings, rm, scaling, scaling_html, scaling_plots
 from core.report import horizon   # noqa: I001 (multi-turn environments, issue 16)
+from core.report import rules   # noqa: I001 (its own line: other sections land above)
 from core.report.section import Section
 
 SECTIONS: dict[str, Section] = {}
@@ -32,3 +33,5 @@ register(Section("rm", "Reward-model over-optimisation (Gao et al.)", rm.analyse
                  rm.plots, rm.metrics, rm.tables))
 register(Section("horizon", "Multi-turn environments: RL gain against the horizon",
                  horizon.analyse, horizon.html, horizon.plots, horizon.metrics, horizon.tables))
+register(Section("rules", "Rule complexity against model size", rules.analyse, rules.html,
+                 rules.plots, rules.metrics, rules.tables))
