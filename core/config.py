@@ -118,6 +118,8 @@ class Data:
                                     # train on one domain, evaluate on every one (transfer)
     sft_domains: tuple[str, ...] | None = None    # SFT examples from these (null: data.domains):
                                     # one base that has seen every domain, RL on one
+    sft_noise: float = 0.0          # synthetic: share of worked examples with one slip in
+                                    # the answer (fixed per record; the demo's imperfect teacher)
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,9 @@ class RL:
     max_grad_norm: float
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"]
     adv_estimator: Literal["grpo"]
-    max_flops: float | None         # stop at the first step whose training FLOPs reach it
-                                    # (compare curricula at equal compute); null: rl.steps
+    max_flops: float | dict[str, float] | None   # stop at the first step whose training FLOPs
+                                    # reach it (compare curricula at equal compute); a mapping
+                                    # gives each ladder size its own budget; null: rl.steps
     algorithm: Literal["grpo", "sft"]                                                   # sft: the matched control, SFT continued for
                                                                                         # rl.steps steps from the same base, same evals
     engine: Literal["vllm", "sglang"]                                                   # rollout engine of the verl backend
@@ -226,7 +229,7 @@ class Grid:
     at_scale: dict[str, dict[str, Any]] = field(default_factory=dict)
     # report sections, in page order (core/report/sections.py); None: chosen from the runs
     # (findings and scaling, and rm where trials trained against a learned RM)
-    report: tuple[Literal["findings", "scaling", "rm", "rules", "horizon", "transfer"], ...] | None = None
+    report: tuple[Literal["findings", "scaling", "rm", "rules", "horizon", "transfer", "curriculum"], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -391,7 +394,10 @@ def expand(cfg: Config) -> list[tuple[dict[str, Any], Config]]:
     out = []
     for combo in itertools.product(*(cfg.grid.axes[k] for k in keys)):
         values = dict(zip(keys, combo))
-        out.append((values, schema.build(Config, with_values(raw, values))))
+        trial = with_values(raw, values)
+        if isinstance(trial["rl"]["max_flops"], dict):    # a budget per size: this trial's
+            trial["rl"]["max_flops"] = trial["rl"]["max_flops"][trial["model"]]
+        out.append((values, schema.build(Config, trial)))
     return out
 
 
@@ -518,7 +524,7 @@ def domains_for(cfg: Config, role: str) -> tuple[str, ...]:
 def data_options(cfg: Config) -> dict[str, Any]:
     """The optional ``data.*`` keys that are set (passed to the dataset factory)."""
     opts = {"path": cfg.data.path, "sources": cfg.data.sources, "skip_bad_rows": cfg.data.skip_bad_rows,
-            "balance_eval": cfg.data.balance_eval}
+            "balance_eval": cfg.data.balance_eval, "sft_noise": cfg.data.sft_noise}
     return {k: v for k, v in opts.items() if v not in (None, (), False)}
 
 
@@ -559,9 +565,17 @@ def _check_numbers(cfg: Config) -> None:
     for key, value in {"sft.steps": cfg.sft.steps, "rl.warmup_steps": cfg.rl.warmup_steps,
                        "data.d_sft": cfg.data.d_sft}.items():
         _require(value >= 0, key, value, "must be >= 0")
+    _require(0 <= cfg.data.sft_noise < 1, "data.sft_noise", cfg.data.sft_noise,
+             "must be in [0, 1): the share of worked examples with a slip")
     _require(cfg.rl.steps >= 1, "rl.steps", cfg.rl.steps, "must be >= 1 (a trial trains at least one step)")
-    _require(cfg.rl.max_flops is None or cfg.rl.max_flops > 0, "rl.max_flops", cfg.rl.max_flops,
-             "must be > 0, or null to train rl.steps steps")
+    budgets = cfg.rl.max_flops if isinstance(cfg.rl.max_flops, dict) else {"": cfg.rl.max_flops}
+    for size, budget in budgets.items():
+        key = f"rl.max_flops.{size}" if size else "rl.max_flops"
+        _require(budget is None or budget > 0, key, budget, "must be > 0, or null to train rl.steps steps")
+        _require(not size or size in cfg.ladder.sizes, key, budget,
+                 "a budget per size must name a size of the ladder", allowed=list(cfg.ladder.sizes))
+    _require(not isinstance(cfg.rl.max_flops, dict) or cfg.model in cfg.rl.max_flops,
+             "rl.max_flops", cfg.rl.max_flops, f"has no budget for model {cfg.model!r}")
     for key, value in {"seed": cfg.seed, "data.seed": cfg.data.seed}.items():
         _require(0 <= value < 2**32, key, value, "must be in [0, 2^32) (torch and numpy seeds)")
     _check_tracking(cfg)
@@ -592,4 +606,3 @@ def _check_numbers(cfg: Config) -> None:
     _require((cfg.data.d_sft == 0) == (cfg.sft.steps == 0), "sft.steps", cfg.sft.steps,
              f"SFT steps and data.d_sft ({cfg.data.d_sft}) must both be 0 (no warm start) "
              "or both be > 0")
-

@@ -27,7 +27,7 @@ def base_key(cfg: Config) -> str:
     sel = schema.to_dict(cfg.data)
     for rl_only in ("d_rl", "n_eval", "grade_samples", "skip_bad_rows", "balance_eval"):   # not the SFT base
         sel.pop(rl_only, None)
-    for unset in ("path", "sources"):      # keep keys of bases trained before these existed
+    for unset in ("path", "sources", "sft_noise"):   # keep keys of bases trained before these existed
         if not sel[unset]:
             sel.pop(unset)
     sel["domains"] = list(domains_for(cfg, "sft"))   # the base sees the SFT domains only

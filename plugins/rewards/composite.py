@@ -67,7 +67,7 @@ OPTION_KEY = "reward.options"          # where the config passes the options (er
 # data_source -> (answer pattern, alignment of the parts)
 # Synthetic domains take the verifier's own alphabet (one source, so a new domain cannot drift);
 # numbers align at the units digit except sorted digit strings, which align left.
-_LEFT_NUMBERS = {"sort"}
+_LEFT_NUMBERS = {"sort"}                 # pad: fixed width, so either end aligns
 FORMS = {**{SOURCE_PREFIX + family: form for family, form in ANSWER_FORMS.items()},
          **{"synthetic__" + d: (pattern, "left" if d in _LEFT_NUMBERS or "a-z" in pattern else "right")
             for d, pattern in _ALPHABET.items()}}

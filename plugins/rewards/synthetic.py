@@ -1,7 +1,7 @@
 """Rule verifiers for the synthetic tasks (``plugins/datasets/synthetic.py``).
 
 A response is well formed when it contains the final-answer marker ``#`` followed by an answer
-of the domain's alphabet (digits for ``arith`` / ``sort`` / ``mul`` / ``max``, letters
+of the domain's alphabet (digits for ``arith`` / ``sort`` / ``mul`` / ``max`` / ``pad``, letters
 for ``rev`` / ``rot``). Format and
 correctness are scored separately:
 
@@ -20,7 +20,8 @@ from core.specs import RewardSpec
 
 MARKER = "#"
 _ALPHABET = {"arith": r"-?\d+", "sort": r"\d+", "rev": r"[a-z]+", "mul": r"\d+", "max": r"\d+",
-             "rot": r"[a-z]+"}
+             "rot": r"[a-z]+",
+             "pad": r"\d+"}
 
 
 def extract(response: str) -> str | None:

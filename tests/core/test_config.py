@@ -4,9 +4,21 @@ from core import config, schema
 from core.errors import ConfigError, UserError
 
 
-def test_demo_composes_into_typed_config():
+def test_demo_pairs_every_size_with_its_matched_control():
     cfg = config.load("demo", [])
-    assert cfg.grid.name == "demo" and cfg.backend == "local"
+    trials = [t for _, t in config.expand(cfg)]
+    assert [(t.model, t.rl.algorithm) for t in trials] == [
+        (m, a) for m in ("xxs", "xs", "s", "m") for a in ("grpo", "sft")]
+    assert cfg.data.domains == ("pad",) and cfg.data.sft_noise == 0.3
+    for t in trials:       # RL and control share base, data, steps and evals
+        assert (t.data, t.sft, t.rl.steps, t.eval) == (cfg.data, cfg.sft, cfg.rl.steps, cfg.eval)
+    n = [cfg.ladder.sizes[m].params for m in ("xxs", "xs", "s", "m")]
+    assert n == sorted(n) and n[-1] / n[0] > 100
+
+
+def test_smoke_composes_into_typed_config():
+    cfg = config.load("smoke", [])
+    assert cfg.grid.name == "smoke" and cfg.backend == "local"
     assert cfg.ladder.name == "tiny" and {"xs", "s", "m"} <= set(cfg.ladder.sizes)
     assert cfg.grid.axes["model"] == ("xs", "s", "m")
     assert cfg.rl.lr is None and isinstance(cfg.rl_lr, float) and cfg.rl_lr == cfg.size.rl_lr
@@ -18,11 +30,11 @@ def test_demo_composes_into_typed_config():
 
 
 def test_overrides_follow_hydra_grammar():
-    cfg = config.load("demo", ["rl.steps=3", "eval.k_max=4", "grid.axes.seed=[5]",
+    cfg = config.load("smoke", ["rl.steps=3", "eval.k_max=4", "grid.axes.seed=[5]",
                                "~grid.axes.model", "rl.kl_coef=0.01"])
     assert cfg.rl.steps == 3 and cfg.eval.k_max == 4 and cfg.rl.kl_coef == 0.01
     assert cfg.grid.axes == {"seed": (5,)}
-    cfg = config.load("demo", ["scale=r1", "model=r1-7b", "~grid.axes.model"])
+    cfg = config.load("smoke", ["scale=r1", "model=r1-7b", "~grid.axes.model"])
     assert cfg.size.path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
     assert cfg.size.resources.gpus == 8 and cfg.preset == "r1" and cfg.backend == "verl"
     assert cfg.rl.max_new_tokens == 16384 and cfg.eval.n_samples == cfg.eval.k_max == 128
@@ -45,8 +57,8 @@ BAD = [
     (["reward.name=neural"], "reward.name", ["'neural'", "guru", "learned_rm", "synthetic"]),
     (["curriculum.name=hard_first"], "curriculum.name", ["'hard_first'", "mixed"]),
     (["data.domains=[arith,chess]"], "data.domains.1", ["'chess'", "arith, sort, rev"]),
-    (["model=huge", "~grid.axes.model"], "model", ["'huge'", "xs, s, m, l"]),
-    (["grid.axes.model=[xs,xxl]"], "grid.axes.model", ["'xxl'", "xs, s, m, l"]),
+    (["model=huge", "~grid.axes.model"], "model", ["'huge'", "xxs, xs, s, m, l"]),
+    (["grid.axes.model=[xs,xxl]"], "grid.axes.model", ["'xxl'", "xxs, xs, s, m, l"]),
     (["+grid.axes.rl.lrr=[1,2]"], "grid.axes.rl.lrr", ["unknown key", "no `lrr` under `rl`"]),
     (["rl.group_size=1"], "rl.group_size", ["at least 2 samples"]),
     (["rl.loss_agg_mode=mean"], "rl.loss_agg_mode", ["'mean'", "token-mean, seq-mean-token-sum"]),
@@ -69,7 +81,7 @@ BAD = [
 @pytest.mark.parametrize("overrides,key,fragments", BAD, ids=[b[1] + ":" + b[0][0] for b in BAD])
 def test_bad_input_names_key_value_and_allowed(overrides, key, fragments):
     with pytest.raises(ConfigError) as err:
-        config.load("demo", overrides)
+        config.load("smoke", overrides)
     msg = str(err.value)
     assert err.value.key == key, msg
     assert f"`{key}`" in msg
@@ -79,14 +91,14 @@ def test_bad_input_names_key_value_and_allowed(overrides, key, fragments):
 
 def test_hydra_level_errors_are_one_message():
     with pytest.raises(UserError, match="nosuchkey"):
-        config.load("demo", ["nosuchkey=1"])          # missing '+' for a new key
+        config.load("smoke", ["nosuchkey=1"])          # missing '+' for a new key
     with pytest.raises(ConfigError) as err:
         config.load("nosuchgrid", [])
     assert "demo" in str(err.value) and "model_scaling" in str(err.value)
 
 
 def test_schema_roundtrip_and_required_keys():
-    cfg = config.load("demo", [])
+    cfg = config.load("smoke", [])
     assert schema.build(config.Config, schema.to_dict(cfg)) == cfg
     raw = schema.to_dict(cfg)
     del raw["model"]
@@ -96,18 +108,18 @@ def test_schema_roundtrip_and_required_keys():
 
 def test_search_metric_must_be_reported():
     with pytest.raises(ConfigError, match="val/pass_at_1") as err:
-        config.load("demo", ["~grid.axes", "+grid.search={metric: accuracy, mode: max, "
+        config.load("smoke", ["~grid.axes", "+grid.search={metric: accuracy, mode: max, "
                              "num_samples: 4, space: {rl.lr: {low: 1e-5, high: 1e-3}}}"])
     assert err.value.key == "grid.search.metric"
 
 
 def test_search_and_axes_are_exclusive():
     with pytest.raises(ConfigError, match="either `axes`"):
-        config.load("demo", ["+grid.search={metric: val/pass_at_1, mode: max, num_samples: 4,"
+        config.load("smoke", ["+grid.search={metric: val/pass_at_1, mode: max, num_samples: 4,"
                              " space: {rl.lr: {low: 1e-5, high: 1e-3, log: true}}}"])
 
 
 def test_ladder_size_names_must_be_config_keys():
     from core.errors import UserError
     with pytest.raises(UserError, match=r"ladder.sizes.1\.5b.*a letter first"):
-        config.load("demo", ["+ladder.sizes={1.5b: {path: x, resources: {gpus: 1}}}"])
+        config.load("smoke", ["+ladder.sizes={1.5b: {path: x, resources: {gpus: 1}}}"])

@@ -9,10 +9,10 @@ def _qwen2(size):
     return qwen2_config(size, vocab_size=98)
 
 
-@pytest.mark.parametrize("name", ["xs", "s", "m", "l"])
+@pytest.mark.parametrize("name", ["xxs", "xs", "s", "m", "l"])
 def test_update_term_agrees_with_verl(name):
     from verl.utils.flops_counter import _estimate_qwen2_flops
-    cfg = load("demo", [])
+    cfg = load("smoke", [])
     config = _qwen2(cfg.ladder.sizes[name])
     seqlens = [17, 23, 9, 31] * 8
     ours = FlopModel.from_config(config).train(seqlens)
@@ -21,7 +21,7 @@ def test_update_term_agrees_with_verl(name):
 
 
 def test_forward_is_a_third_of_training_and_ledger_sums_phases():
-    cfg = load("demo", [])
+    cfg = load("smoke", [])
     fm = FlopModel.from_config(_qwen2(cfg.ladder.sizes["s"]))
     assert fm.forward([10, 20]) * 3 == pytest.approx(fm.train([10, 20]))
     # 2N per token for the dense part

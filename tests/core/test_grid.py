@@ -33,7 +33,7 @@ def _overrides(tmp: Path) -> list[str]:
 
 def _children(tmp: Path):
     from mlflow.tracking import MlflowClient
-    state = json.loads(next((tmp / "runs" / "demo").glob("*/grid.json")).read_text())
+    state = json.loads(next((tmp / "runs" / "smoke").glob("*/grid.json")).read_text())
     client = MlflowClient(tracking_uri=state["tracking_uri"])
     parent = client.get_run(state["parent_run_id"])
     kids = client.search_runs([parent.info.experiment_id],
@@ -50,7 +50,7 @@ def test_two_trial_grid_end_to_end(ray_cluster, tmp_path, monkeypatch):
     from core.grid import run_grid
     monkeypatch.chdir(tmp_path)      # a relative cache_dir, as in the default config
     over = [o for o in _overrides(tmp_path) if not o.startswith("cache_dir=")] + ["cache_dir=rel_cache"]
-    cfg = load("demo", over)
+    cfg = load("smoke", over)
     assert run_grid(cfg, expand(cfg)) == 0
     # both seeds share one SFT base, trained once in the driver's cache (not a trial folder's)
     bases = [p for p in (tmp_path / "rel_cache" / "sft").glob("xs-*") if p.is_dir()]
@@ -59,7 +59,7 @@ def test_two_trial_grid_end_to_end(ray_cluster, tmp_path, monkeypatch):
     assert len(kids) == 2
     for kid in kids:
         tags, params = kid.data.tags, kid.data.params
-        assert tags["grid"] == "demo" and tags["model_size"] == "xs"
+        assert tags["grid"] == "smoke" and tags["model_size"] == "xs"
         assert tags["params_count"] == "145408" and len(tags["git_commit"]) >= 7
         assert tags["axis.seed"] in ("0", "1") and tags["dataset_fingerprint"]
         assert "checkpoints" in tags and params["rl.steps"] == "4"
@@ -68,7 +68,7 @@ def test_two_trial_grid_end_to_end(ray_cluster, tmp_path, monkeypatch):
         assert _steps(client, kid.info.run_id, "compute/flops_total") == [0, 1, 2, 3, 4]
         assert _steps(client, kid.info.run_id, "train/reward_mean") == [1, 2, 3, 4]
         assert all("@" not in k for k in kid.data.metrics)
-    report = next((tmp_path / "runs" / "demo").glob("*/report"))
+    report = next((tmp_path / "runs" / "smoke").glob("*/report"))
     for name in ("report.html", "pass1_vs_step.png", "passk_vs_k.png", "creativity_vs_step.png",
                  "pass1_vs_flops.png", "gain_per_flop.png", "steps_to_90_vs_n.png"):
         assert (report / name).stat().st_size > 1000, name
@@ -78,13 +78,13 @@ def test_two_trial_grid_end_to_end(ray_cluster, tmp_path, monkeypatch):
     assert "report/report.html" in artifacts
     # the report command finds the grid's newest run again
     from core.report import main as report_main
-    assert report_main(["grid=demo", f"output_dir={tmp_path}/runs"]) == 0
+    assert report_main(["grid=smoke", f"output_dir={tmp_path}/runs"]) == 0
     assert report_main(["--run-id", "nope", f"output_dir={tmp_path}/runs"]) == 2
 
 
 def test_optuna_search_instead_of_a_grid(ray_cluster, tmp_path):
     from core.grid import run_grid
-    cfg = load("demo", _overrides(tmp_path) + [
+    cfg = load("smoke", _overrides(tmp_path) + [
         "~grid.axes", "rl.steps=2",
         "grid.search={metric: val/pass_at_1, mode: max, num_samples: 2,"
         " space: {rl.lr: {low: 1e-5, high: 1e-3, log: true}}}"])
@@ -98,7 +98,7 @@ def test_optuna_search_instead_of_a_grid(ray_cluster, tmp_path):
 def test_killed_trial_is_retried_and_no_step_is_missing(ray_cluster, tmp_path, monkeypatch):
     from core.grid import FAULT_ENV, run_grid
     monkeypatch.setenv(FAULT_ENV, "2")      # each trial dies once, right after step 2
-    cfg = load("demo", _overrides(tmp_path))
+    cfg = load("smoke", _overrides(tmp_path))
     assert run_grid(cfg, expand(cfg)) == 0
     client, _, kids = _children(tmp_path)
     assert len(kids) == 2
@@ -110,14 +110,14 @@ def test_killed_trial_is_retried_and_no_step_is_missing(ray_cluster, tmp_path, m
 
 def test_interrupted_grid_resumes_without_losing_steps(tmp_path):
     """SIGINT the driver mid-grid (as Ctrl-C would), then `resume=true` finishes it."""
-    args = [sys.executable, "-m", "core.tune", "grid=demo", *_overrides(tmp_path),
+    args = [sys.executable, "-m", "core.tune", "grid=smoke", *_overrides(tmp_path),
             "rl.steps=8", "grid.max_concurrent=1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline:   # wait until the first trial has evaluated step 4
-        if list((tmp_path / "runs").glob("demo/*/trials/*/evals/step_000004.json")):
+        if list((tmp_path / "runs").glob("smoke/*/trials/*/evals/step_000004.json")):
             break
         if proc.poll() is not None:
             pytest.fail("the grid exited early:\n" + proc.communicate()[0][-3000:])
@@ -146,7 +146,7 @@ def test_killed_driver_leaves_no_process_and_resumes_logging_each_step_once(tmp_
     """kill -9 of the driver mid-grid: every process it started (Ray, its agents, the trials)
     is stopped by its watchdog; `resume=true` then logs each step exactly once."""
     import psutil
-    args = [sys.executable, "-m", "core.tune", "grid=demo", *_overrides(tmp_path), "rl.steps=6",
+    args = [sys.executable, "-m", "core.tune", "grid=smoke", *_overrides(tmp_path), "rl.steps=6",
             "grid.axes.seed=[0]", "grid.max_concurrent=1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
@@ -154,7 +154,7 @@ def test_killed_driver_leaves_no_process_and_resumes_logging_each_step_once(tmp_
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline:   # the trial has evaluated step 2 and trains on
-        if list((tmp_path / "runs").glob("demo/*/trials/*/evals/step_000002.json")):
+        if list((tmp_path / "runs").glob("smoke/*/trials/*/evals/step_000002.json")):
             break
         if proc.poll() is not None:
             pytest.fail("the grid exited early:\n" + proc.communicate()[0][-3000:])

@@ -145,7 +145,7 @@ def test_third_party_plugin_from_entry_point(tmp_path):
     # The built-ins are still there, registered first.
     assert proc.stdout.index("synthetic") < proc.stdout.index("team_length")
     # And the config can select it by name.
-    proc = run_py("-m", "core.tune", "grid=demo", "reward.name=team_length", "--cfg",
+    proc = run_py("-m", "core.tune", "grid=smoke", "reward.name=team_length", "--cfg",
                   env={"PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stderr
     assert "name: team_length" in proc.stdout

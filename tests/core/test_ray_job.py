@@ -18,4 +18,4 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
                           text=True, capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout + proc.stderr
-    assert list(tmp_path.glob("runs/demo/*/report/report.html"))
+    assert list(tmp_path.glob("runs/smoke/*/report/report.html"))

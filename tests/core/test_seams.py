@@ -147,7 +147,7 @@ def agentic_rl_curricula():
 def test_a_plugin_that_breaks_its_protocol_fails_before_the_grid(tmp_path, over, words):
     from core.plugin_check import check_plugins
     reg = _registry_with(tmp_path, BAD_PLUGINS)
-    cfg = load("demo", ["model=xs", "~grid.axes.model", "data.d_rl=16", *over], registry=reg)
+    cfg = load("smoke", ["model=xs", "~grid.axes.model", "data.d_rl=16", *over], registry=reg)
     with pytest.raises(PluginError) as err:
         check_plugins(cfg, registry=reg)
     for w in words:
@@ -202,7 +202,7 @@ def test_third_party_curriculum_installed_by_entry_point_hears_outcomes(tmp_path
         source = next(e.source for e in plugins.registry().entries("curricula") if e.spec.name == "recorder")
         assert source == "team-curricula 0.1"
         log = tmp_path / "heard.jsonl"
-        cfg = load("demo", ["model=xs", "~grid.axes.model", "data.d_sft=64", "sft.steps=2", "rl.steps=3",
+        cfg = load("smoke", ["model=xs", "~grid.axes.model", "data.d_sft=64", "sft.steps=2", "rl.steps=3",
                             "eval.every=3", "data.n_eval=4", "eval.n_samples=2", "eval.k_max=2",
                             "rl.prompts_per_step=4", "rl.group_size=2", "data.d_rl=16",
                             "curriculum.name=recorder", f"+curriculum.options.log={log}",

@@ -15,7 +15,7 @@ TEACHER = ["model=xs", "~grid.axes.model", "data.domains=[arith]", "data.difficu
 
 def _cfg(tmp_path, teacher: str, *extra: str, **source):
     src = ", ".join(f"{k}: {v}" for k, v in {"k": 4, "cap": 2, "prompts": 24, **source}.items())
-    return load("demo", ["model=xs", "~grid.axes.model", "data.domains=[arith]",
+    return load("smoke", ["model=xs", "~grid.axes.model", "data.domains=[arith]",
                          "data.difficulties=[1]", "data.n_eval=24", "data.d_sft=8",
                          f"data.sft_source={{teacher: '{teacher}', {src}}}",
                          f"cache_dir={tmp_path / 'cache'}",
@@ -34,7 +34,7 @@ def teacher(tmp_path_factory):
     from core.backends.sft import warm_start
     torch.set_num_threads(1)
     cache = tmp_path_factory.mktemp("teacher")
-    folder, _ = warm_start(load("demo", TEACHER + [f"cache_dir={cache}"]), log=lambda *_: None)
+    folder, _ = warm_start(load("smoke", TEACHER + [f"cache_dir={cache}"]), log=lambda *_: None)
     return folder
 
 
@@ -123,11 +123,11 @@ def test_d_sft_without_worked_examples_needs_a_source(tmp_path):
     over = ["data.dataset=guru", "reward.name=guru", "data.domains=[math]",
             f"data.path={tmp_path}", "~grid.axes.model"]
     with pytest.raises(ConfigError, match="data.d_sft.*sft_source"):
-        load("demo", over)
-    cfg = load("demo", over + ["data.sft_source={teacher: s}"])
+        load("smoke", over)
+    cfg = load("smoke", over + ["data.sft_source={teacher: s}"])
     assert (cfg.data.sft_source.k, cfg.data.sft_source.cap, cfg.data.sft_source.prompts) == (8, 2, None)
     with pytest.raises(ConfigError, match="data.sft_source.k"):
-        load("demo", over + ["data.sft_source={teacher: s, k: 0}"])
+        load("smoke", over + ["data.sft_source={teacher: s, k: 0}"])
 
 
 def test_verl_generation_command_composes_against_verls_config(tmp_path):
@@ -164,11 +164,11 @@ def test_verl_output_is_ingested_like_a_local_run(tmp_path, teacher):
 
 
 def test_cli_prints_the_verl_command(tmp_path, py):
-    res = py("-m", "core.synth", "grid=demo", "model=xs", "~grid.axes.model", "data.d_sft=8",
+    res = py("-m", "core.synth", "grid=smoke", "model=xs", "~grid.axes.model", "data.d_sft=8",
              "data.sft_source={teacher: xs, k: 2, prompts: 16}", "data.n_eval=8",
              f"cache_dir={tmp_path / 'cache'}", "--verl-command", "--workdir", str(tmp_path / "w"))
     assert res.returncode == 0, res.stderr
     assert "verl.trainer.main_generation_server" in res.stdout and "actor_rollout_ref.rollout.n=2" in res.stdout
     assert list((tmp_path / "w").glob("*/prompts.parquet"))
-    bad = py("-m", "core.synth", "grid=demo", "data.sft_source={teacher: xs, k: 0}")
+    bad = py("-m", "core.synth", "grid=smoke", "data.sft_source={teacher: xs, k: 0}")
     assert bad.returncode == 2 and "data.sft_source.k" in bad.stderr

@@ -15,7 +15,7 @@ SMOKE = ["model=xs", "~grid.axes.model", "data.d_sft=256", "sft.steps=30", "rl.s
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    return load("demo", SMOKE + [f"cache_dir={cache}"])
+    return load("smoke", SMOKE + [f"cache_dir={cache}"])
 
 
 def test_full_trial_metrics_flops_and_pass_at_k(cfg, tmp_path):
@@ -97,7 +97,7 @@ def test_model_loads_through_auto_classes(cfg):
 def test_same_seed_same_trajectory_with_a_cold_or_a_warm_cache(tmp_path):
     """Training the SFT base in-process (cold cache) and loading it (warm cache) must not change
     the RL trajectory: every logged value is the same."""
-    cfg = load("demo", SMOKE + ["rl.kl_coef=null", f"cache_dir={tmp_path / 'cache'}"])
+    cfg = load("smoke", SMOKE + ["rl.kl_coef=null", f"cache_dir={tmp_path / 'cache'}"])
 
     def values(work):
         out = []
@@ -116,7 +116,7 @@ def test_online_filter_refills_counts_its_rollouts_and_resumes_the_schedule(tmp_
     curriculum's state, so the schedule continues as if it had not stopped."""
     over = ["curriculum.name=online_filter", "+curriculum.options.retire_at=0.75",
             "+curriculum.options.max_refill_rounds=2", "rl.kl_coef=null", f"cache_dir={tmp_path / 'cache'}"]
-    cfg = load("demo", SMOKE + over)
+    cfg = load("smoke", SMOKE + over)
     full = list(run_trial(cfg, tmp_path / "a", log=lambda *_: None))
     train = [m for m, _ in full if m["step"] > 0]
     assert all("train/filtered_groups" in m and "train/served_prompts" in m for m in train)

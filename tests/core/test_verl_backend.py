@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 
 # at real scale: the grids that run there, and why the others refuse (each says what is missing)
 AT_SCALE_REFUSED = {"sft_rl_ratio": "data.d_sft", "rm_scaling": "reward.name",
-                    "verl_smoke": "model", "demo": "model", "guru": "model"}
+                    "verl_smoke": "model", "demo": "model", "smoke": "model", "guru": "model"}
 
 
 def _gpu_cfg(grid: str, extra=()):
@@ -141,7 +141,7 @@ def test_dry_run_prints_the_real_study_and_its_cost(tmp_path):
     assert "reward_kwargs.reward_name=guru" in out and "trainer.nnodes=16" in out
     total = [line for line in out.splitlines() if line.endswith("grid total")]
     assert len(total) == 1 and float(total[0].split()[-3]) > 1000    # GPU-hours, thousands
-    bad = subprocess.run([sys.executable, "-m", "core.tune", "grid=demo", "--dry-run"], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "core.tune", "grid=smoke", "--dry-run"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "backend=verl" in bad.stderr
 
@@ -251,7 +251,7 @@ def test_write_data_follows_the_curriculum_in_verls_schema(tmp_path):
     import pyarrow.parquet as pq
 
     from core.backends.verl_trial import write_data
-    cfg = _cpu_cfg("demo", ["data.d_rl=64", "rl.steps=3", "rl.prompts_per_step=16", "data.n_eval=8",
+    cfg = _cpu_cfg("smoke", ["data.d_rl=64", "rl.steps=3", "rl.prompts_per_step=16", "data.n_eval=8",
                             f"cache_dir={tmp_path / 'cache'}"])
     _, t = expand(cfg)[0]
     from core import models
@@ -264,7 +264,7 @@ def test_write_data_follows_the_curriculum_in_verls_schema(tmp_path):
     assert r["prompt"][0]["role"] == "user" and r["reward_model"]["style"] == "rule"
     assert r["extra_info"]["prompt_text"] == r["prompt"][0]["content"]
     # a prompt budget that no prompt fits is a clear error, not a verl crash later
-    tight = _cpu_cfg("demo", ["rl.max_prompt_tokens=4", f"cache_dir={tmp_path / 'cache'}"])
+    tight = _cpu_cfg("smoke", ["rl.max_prompt_tokens=4", f"cache_dir={tmp_path / 'cache'}"])
     with pytest.raises(ConfigError, match="rl.max_prompt_tokens"):
         write_data(expand(tight)[0][1], tmp_path / "t2", log=lambda *a: None)
 
@@ -274,7 +274,7 @@ def test_main_ppo_runs_a_tiny_grid_on_a_gpu(tmp_path):
     """Needs CUDA, vLLM and verl[vllm] (the `gpu` extra): one verl trial end to end."""
     from core.backends.verl_trial import run
     from core.models import init_tiny
-    tiny = load("demo", [])
+    tiny = load("smoke", [])
     model = init_tiny(tiny.ladder.sizes["s"], tmp_path / "model", seed=0)
     cfg = load("verl_smoke", ["device=gpu", f"ladder.sizes.s.path={model}", "~ladder.sizes.s.arch",
                               "ladder.sizes.s.resources.gpus=1", "model=s", "~grid.axes.model"])

@@ -91,7 +91,7 @@ def test_verifier_is_exact_and_scores_format_apart():
 def test_the_platform_selects_it_with_its_reward():
     from core import data
     from core.config import load as load_cfg
-    cfg = load_cfg("demo", ["data.dataset=reasoning_gym", "reward.name=reasoning_gym",
+    cfg = load_cfg("smoke", ["data.dataset=reasoning_gym", "reward.name=reasoning_gym",
                             f"data.domains=[{','.join(DOMAINS)}]", "data.difficulties=[1,2]",
                             "data.d_rl=48", "data.n_eval=24", "~grid.axes.model"])
     train, evals = data.select(cfg, "train"), data.select(cfg, "eval")

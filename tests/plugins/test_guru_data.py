@@ -177,7 +177,7 @@ def test_config_selects_guru_and_rejects_what_does_not_fit(folder):
     with pytest.raises(ConfigError, match="data.d_rl"):
         select(too_many, "train")
     with pytest.raises(UserError, match="data.path.*not used by dataset 'synthetic'"):
-        load_cfg("demo", [f"data.path={folder}"])
+        load_cfg("smoke", [f"data.path={folder}"])
     with pytest.raises(UserError, match="no worked examples"):
         load_cfg("guru", ["data.d_sft=10", "sft.steps=5"])
     with pytest.raises(UserError, match="reward.name.*allowed: guru"):

@@ -314,11 +314,11 @@ def test_options_shape_the_reward():
 
 
 def test_plugins_register_and_the_config_selects_them():
-    cfg = config.load("demo", ["data.dataset=rules", "data.domains=[expr,rewrite,order]",
+    cfg = config.load("smoke", ["data.dataset=rules", "data.domains=[expr,rewrite,order]",
                                "data.difficulties=[1,4]", "reward.name=composite_l3"])
     assert cfg.data.dataset == "rules" and cfg.reward.name == "composite_l3"
     with pytest.raises(ConfigError) as err:
-        config.load("demo", ["data.dataset=rules", "data.domains=[expr]"])   # reward synthetic
+        config.load("smoke", ["data.dataset=rules", "data.domains=[expr]"])   # reward synthetic
     assert "composite" in str(err.value) and "rules__" in str(err.value)
     from core.plugins import registry
     spec = registry().get("rewards", "composite_l4")

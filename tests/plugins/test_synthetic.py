@@ -39,3 +39,55 @@ def test_verifier_scores_format_and_correctness_separately():
     assert v("synthetic__sort", "x#9#0123", "0123").acc == 1.0  # the last marker counts
     shaped = SyntheticVerifier(format_weight=0.1)("synthetic__sort", "#0124", "0123")
     assert shaped.score == 0.1 and shaped.acc == 0.0
+
+
+def test_pad_sums_have_a_fixed_width_and_the_arith_answer():
+    from plugins.datasets.synthetic import load
+    for level, width in ((1, 1), (2, 2), (3, 2), (4, 3)):
+        for r in generate(40, "train", ("pad",), (level,), seed=1):
+            a, b = r["prompt"][0]["content"].rstrip("=").split("+")
+            answer = r["reward_model"]["ground_truth"]
+            assert len(a) == len(b) == width and len(answer) == width + 1
+            assert int(a) + int(b) == int(answer)
+            assert SyntheticVerifier()("synthetic__pad", "#" + answer, answer).acc == 1.0
+    assert load("eval", 20, ("pad",), (2,)) == generate(20, "eval", ("pad",), (2,))
+
+
+def test_sft_noise_slips_a_fixed_share_of_worked_answers_only():
+    from plugins.datasets.synthetic import load
+    clean = load("train", 4000, DOMAINS, (1, 2, 3, 4), seed=5)
+    noisy = load("train", 4000, DOMAINS, (1, 2, 3, 4), seed=5, sft_noise=0.3)
+    assert noisy == load("train", 4000, DOMAINS, (1, 2, 3, 4), seed=5, sft_noise=0.3)
+    slipped = 0
+    v = SyntheticVerifier()
+    for c, n in zip(clean, noisy):
+        assert c["prompt"] == n["prompt"] and c["reward_model"] == n["reward_model"]
+        right = c["reward_model"]["ground_truth"]
+        score = v(n["data_source"], n["extra_info"]["sft_response"], right)
+        assert score.format == 1.0                            # a slip stays well formed
+        if n["extra_info"].get("slip"):
+            slipped += 1
+            shown = n["extra_info"]["sft_response"][1:]
+            assert score.acc == 0.0 and len(shown) in (len(right), len(right) + 1)
+            assert len(shown) != len(right) or sum(x != y for x, y in zip(shown, right)) == 1
+        else:
+            assert score.acc == 1.0
+    assert 0.27 < slipped / len(noisy) < 0.33
+    # the same prompt slips the same way whatever the selection it is drawn in
+    def key(r):
+        return r["ability"], r["prompt"][0]["content"]
+    other = {key(r): r for r in load("train", 500, DOMAINS, (1, 2, 3, 4), seed=9, sft_noise=0.3)}
+    same = [r for r in noisy if key(r) in other]
+    assert same and all(other[key(r)]["extra_info"] == {
+        **r["extra_info"], "index": other[key(r)]["extra_info"]["index"]} for r in same)
+
+
+def test_sft_noise_is_a_checked_config_key():
+    import pytest
+
+    from core.config import load as load_cfg
+    from core.errors import ConfigError
+    with pytest.raises(ConfigError, match="data.sft_noise"):
+        load_cfg("demo", ["data.sft_noise=1.5"])
+    with pytest.raises(ConfigError, match="data.sft_noise"):
+        load_cfg("guru", ["data.sft_noise=0.2", "data.path=/nonexistent"])
