@@ -24,7 +24,8 @@ from core.report.runs import load_runs
 TABLES = ("gains, fits, controls (RL vs SFT control), across (laws across the axis), findings, rm, "
           "horizon (multi-turn: success and RL gain per environment, horizon and size), "
           "horizon_scaling (gain vs horizon, N-slope per horizon), rules (is the N-slope steeper "
-          "for complex rules?), rules_plateau")
+          "for complex rules?), rules_plateau, transfer (source x target gains), transfer_data "
+          "(gain vs D_RL, minimal D_RL)")
 
 
 def parser() -> argparse.ArgumentParser:
