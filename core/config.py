@@ -142,6 +142,8 @@ class RM:
     max_batch_size: int               # Serve batching: items per forward
     timeout_s: float                  # per HTTP request
     retries: int                      # on connection errors and 5xx, with backoff
+    negatives: Literal["any", "hard"] = "any"   # rejected response: any wrong sample, or a
+                                      # well-formed wrong one (differs in correctness, not format)
 
 
 @dataclass(frozen=True)

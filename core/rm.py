@@ -41,6 +41,8 @@ def rm_key(cfg: Config) -> str:
     rm = schema.to_dict(cfg.reward.rm)
     for serving_only in ("url", "port", "token", "max_batch_size", "timeout_s", "retries"):
         rm.pop(serving_only)
+    if rm.get("negatives") == "any":      # the default: keys of RMs cached before it existed
+        rm.pop("negatives")
     ident = {"rm": rm, "rm_arch": schema.to_dict(cfg.ladder.sizes[cfg.reward.rm.size]),
              "policy_base": base_key(cfg) if cfg.data.d_sft else schema.to_dict(cfg.size),
              "policy": cfg.model, "data": schema.to_dict(cfg.data), "v": 1}
@@ -73,19 +75,32 @@ def build_pairs(cfg: Config, policy_source: str, log=print) -> tuple[list[dict],
                              cfg.rl.max_new_tokens, cfg.rl.temperature, cfg.rl.top_p).texts
 
     def correct_fn(batch, texts, n):
-        return score(gold, batch, texts, n)[1].tolist()
+        if rm.negatives == "any":
+            return score(gold, batch, texts, n)[1].tolist()
+        return [(s.acc >= 0.5, s.format >= 0.5) for s in gold_scores(gold, batch, texts, n)]
 
     out = []
     for role, n in (("rm_train", rm.d_rm), ("rm_eval", rm.n_eval_pairs)):
         prompts = data.select(cfg, role, n=10 * n)
         t = time.time()
         try:
-            out.append(policy_pairs(prompts, sample_fn, correct_fn, n, PAIR_SAMPLES, seed=cfg.data.seed))
+            out.append(policy_pairs(prompts, sample_fn, correct_fn, n, PAIR_SAMPLES, seed=cfg.data.seed,
+                                    negatives=rm.negatives))
         except PreferenceDataError as exc:
             key = "reward.rm.d_rm" if role == "rm_train" else "reward.rm.n_eval_pairs"
             raise ConfigError(key, n, str(exc)) from exc
         log(f"[rm] {n} {role.split('_')[1]} pairs from {cfg.model}'s samples ({time.time() - t:.0f}s)")
     return out[0], out[1]
+
+
+def gold_scores(gold, records: list[dict], texts: list[str], n: int) -> list:
+    """The gold verifier's ``Score`` of ``n`` responses per record (rows grouped by record)."""
+    from core.backends.rollout import prompt_text
+    from core.protocols import RewardItem, score_items
+    items = [RewardItem(records[i // n]["data_source"], t, records[i // n]["reward_model"]["ground_truth"],
+                        {**records[i // n]["extra_info"], "prompt_text": prompt_text(records[i // n])})
+             for i, t in enumerate(texts)]
+    return score_items(gold, items)
 
 
 def ensure_rm(cfg: Config, log=print) -> tuple[str, Path, dict]:
