@@ -136,6 +136,21 @@ def ensure_rm(cfg: Config, log=print) -> tuple[str, Path, dict]:
     return key, out, {k: v for k, v in info.items() if k.startswith("rm/")}
 
 
+def onpolicy_pair_acc(proxy, gold_acc, group_size: int) -> float:
+    """The RM's pairwise accuracy on the policy's own samples at this step: within each group
+    (one prompt's ``group_size`` samples), over every (right, wrong) pair by the gold verifier,
+    the share where the RM scored the right one higher (ties count half). Costs no forward
+    pass: it reads the step's proxy rewards. nan when no group has both."""
+    proxy = np.asarray(proxy, float).reshape(-1, group_size)
+    right = np.asarray(gold_acc, bool).reshape(-1, group_size)
+    wins = pairs = 0.0
+    for r, ok in zip(proxy, right):
+        diff = r[ok][:, None] - r[~ok][None, :]
+        wins += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
+        pairs += diff.size
+    return wins / pairs if pairs else float("nan")
+
+
 def pair_metrics(model, tok, pairs: list[dict]) -> dict[str, float]:
     """Held-out pairwise accuracy, ECE of sigmoid(margin), mean margin and BT loss."""
     prompts = [p["prompt"] for p in pairs]

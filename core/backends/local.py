@@ -317,6 +317,10 @@ def rl_step(t: Trial, step: int) -> dict[str, float]:
     if t.rm_flop_model is not None:   # the policy optimises the proxy; gold is the rule verifier
         metrics.update({"train/proxy_reward_mean": float(ep.rewards.mean()),
                         "train/gold_reward_mean": float(ep.acc.mean()), **t.reward.metrics()})
+        from core.rm import onpolicy_pair_acc   # does the RM hold up on the moving policy?
+        on_policy = onpolicy_pair_acc(ep.rewards, ep.acc, G)
+        if np.isfinite(on_policy):
+            metrics["rm/onpolicy_pair_acc"] = on_policy
     return metrics
 
 

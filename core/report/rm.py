@@ -7,7 +7,10 @@ and ``train/gold_reward_mean`` per step), per (RM size, D_RM) group with seeds p
   and proxy reward relative to their first value, and ``gao_rl`` R(d) = d (a - b log d)
   fitted to each with 90% bootstrap intervals and the identification rules of ``core.fit``;
 - a and b of the gold fit against RM size, one line per D_RM (identified fits only);
-- the peak gold reward (of the running mean, relative to the first value) against D_RM.
+- the peak gold reward (of the running mean, relative to the first value) against D_RM;
+- the RM's pairwise accuracy on the policy's own samples per step (``rm/onpolicy_pair_acc``:
+  right vs wrong samples of one prompt, as the RM ranked them), over the first and the last 5
+  steps: does the RM hold up on the moving distribution?
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ class RMGroup:
     rm_acc: float
     gold_fit: Assessment
     proxy_fit: Assessment
+    onpolicy_first: float = float("nan")   # RM accuracy on the policy's pairs, first 5 steps
+    onpolicy_last: float = float("nan")    # ... and last 5 steps (mean over seeds)
 
 
 def _smooth(v: np.ndarray) -> np.ndarray:
@@ -71,7 +76,17 @@ def _group(name: str, size: str, rm_params: float, d_rm: int, runs: list[dict]) 
         fits[what] = estimate("gao_rl", x[keep], y[keep], n_boot=200, seed=0)
     return RMGroup(name, size, rm_params, d_rm, len(runs), d, gold, proxy,
                    float(np.mean([g.max() for g in gold])) if gold else float("nan"),
-                   float(np.mean(acc)) if acc else float("nan"), fits["gold"], fits["proxy"])
+                   float(np.mean(acc)) if acc else float("nan"), fits["gold"], fits["proxy"],
+                   *_onpolicy(runs))
+
+
+def _onpolicy(runs: list[dict]) -> tuple[float, float]:
+    """Mean RM accuracy on the policy's own pairs over the first and the last SMOOTH steps."""
+    series = [_series(r, "rm/onpolicy_pair_acc") for r in runs if r["metrics"].get("rm/onpolicy_pair_acc")]
+    if not series:
+        return float("nan"), float("nan")
+    return (float(np.mean([s[:SMOOTH].mean() for s in series])),
+            float(np.mean([s[-SMOOTH:].mean() for s in series])))
 
 
 def analyse(runs: list[dict], grid) -> dict[str, RMGroup]:
@@ -148,9 +163,11 @@ def plots(res: dict[str, RMGroup], out: Path) -> list[tuple[str, str]]:
 
 def table(res: dict[str, RMGroup]) -> Table:
     rows = tuple((name, draw.short(g.rm_params), str(g.seeds), f"{g.rm_acc:.3f}",
+                  f"{g.onpolicy_first:.3f} -> {g.onpolicy_last:.3f}",
                   f"{g.peak_gold:+.3f}", g.gold_fit.describe(), g.proxy_fit.describe())
                  for name, g in res.items())
     return Table(("RM, D_RM", "RM params", "seeds", "RM held-out pair accuracy",
+                  f"RM accuracy on the policy's pairs, first -> last {SMOOTH} steps",
                   "peak gold gain", "gold fit d(a - b log d)", "proxy fit"), rows)
 
 

@@ -54,3 +54,22 @@ def test_gold_scores_and_rm_key():
     assert [(x.acc, x.format) for x in s] == [(1.0, 1.0), (0.0, 1.0), (0.0, 0.0)]
     any_, hard = load("rm_scaling"), load("rm_scaling", ["reward.rm.negatives=hard"])
     assert rm_key(any_) != rm_key(hard)          # a hard-negative RM is trained on its own
+
+
+def test_onpolicy_pair_acc_reads_the_steps_own_samples():
+    import math
+
+    from core.rm import onpolicy_pair_acc
+    proxy = [0.9, 0.1, 0.5, 0.5, 1.0, 2.0, 3.0, 4.0]
+    right = [1, 0, 1, 0, 1, 1, 1, 1]          # the second prompt: all right, no pair
+    assert onpolicy_pair_acc(proxy, right, 4) == 3.5 / 4     # the tie counts half
+    assert math.isnan(onpolicy_pair_acc([1.0, 2.0], [1, 1], 2))
+
+
+def test_rm_report_shows_onpolicy_accuracy(tmp_path):
+    from core.report import build
+    from tests.core.test_report import make_run, parent
+    runs = [make_run({"reward.rm.size": "s"}, rm=True, report=("rm",))]
+    runs[0]["metrics"]["rm/onpolicy_pair_acc"] = {s: 0.8 if s <= 5 else 0.6 for s in range(1, 41)}
+    report = build(parent({"reward.rm.size": ["s"]}), runs, None, log=lambda _: None)
+    assert "0.800 -> 0.600" in report.tables["rm"]
