@@ -268,6 +268,14 @@ def max_concurrent(cfg: Config, trials: list[tuple[dict, Config]]) -> int:
     return max(1, int(gpus // need))
 
 
+def _overrides(cfg: Config, values: dict) -> str:
+    """``grid=NAME [scale=P] key=value ...`` selecting one trial (for the synthesis commands)."""
+    import json
+    parts = [f"grid={cfg.grid.name}"] + ([f"scale={cfg.preset}"] if cfg.preset else [])
+    parts += [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in values.items()]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def dry_run(cfg: Config, trials: list[tuple[dict, Config]]) -> str:
     """Per trial, the verl command a grid would run (``python -m core.tune ... --dry-run``)."""
     from core.backends.verl_sft import needs_sft, sft_dry_run
@@ -280,12 +288,17 @@ def dry_run(cfg: Config, trials: list[tuple[dict, Config]]) -> str:
                                       if cfg.device == "auto" and device == "cpu" else ""),
              "# each trial first writes its data/train.parquet (curriculum order) and data/val.parquet,",
              "# then runs this (verl's metrics go to its file logger; the trial reports them to MLflow)"]
-    env, bases = environment(cfg), set()
+    from core import synth
+    from core.synth import verl as synth_verl
+    env, bases, synths = environment(cfg), set(), set()
     for i, (values, t) in enumerate(trials):
         key = trial_key(values)
         cmd = command(t, out / "trials" / key, experiment=experiment_name(cfg), trial=key)
         lines.append(f"\n# trial {i}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-        if needs_sft(t) and model_path(t) not in bases:     # first, verl's SFT trainer makes the base
+        if needs_sft(t) and t.data.sft_source is not None and synth.key(t) not in synths:
+            synths.add(synth.key(t))                         # first the D_SFT examples, sampled
+            lines.append(synth_verl.dry_run(t, _overrides(cfg, values)))    # by the teacher
+        if needs_sft(t) and model_path(t) not in bases:     # then verl's SFT trainer makes the base
             bases.add(model_path(t))
             lines.append(sft_dry_run(t))
         head = " ".join([*(f"{k}={v}" for k, v in env.items()), *map(shlex.quote, cmd[:3])])

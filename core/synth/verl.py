@@ -140,3 +140,25 @@ def rollout_flops(cfg: Config, records: list[dict], texts: list[list[str]]) -> f
         p = len(tok(render_prompt(tok, rec["prompt"]), add_special_tokens=False)["input_ids"])
         lens += [p + len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in samples]
     return flop_model.forward(lens)
+
+
+def dry_run(cfg: Config, overrides: str = "<the grid's overrides>") -> str:
+    """The synthesis as ``python -m core.tune ... --dry-run`` prints it before the SFT stage:
+    the three steps above with this config's generation-server command (or where the cached
+    set already is)."""
+    import shlex
+
+    from core import synth
+    if synth.is_cached(cfg):
+        return f"# D_SFT: synthesised examples cached in {synth.folder(cfg)}"
+    src, work = cfg.data.sft_source, synth.folder(cfg).with_name(synth.folder(cfg).name + "-work")
+    cmd = generation_command(cfg, work)
+    head = " ".join(map(shlex.quote, cmd[:3]))
+    return "\n".join([
+        f"# D_SFT synthesis (data.sft_source): teacher {src.teacher}, k={src.k}, cap={src.cap}, "
+        f"{synth.n_prompts(cfg)} train prompts (eval prompts removed), cached in {synth.folder(cfg)}",
+        f"#   1. python -m core.synth {overrides} --verl-command --workdir {work}   (writes the prompts)",
+        "#   2. on the GPU cluster, verl's generation server:",
+        " \\\n    ".join([head, *(shlex.quote(c) for c in cmd[3:])]),
+        f"#   3. python -m core.synth {overrides} --ingest {work}/generations.parquet   "
+        "(verify, dedupe, cap, cache, MLflow)"])

@@ -142,3 +142,17 @@ def test_domain_transfer_at_real_scale_composes():
     trials = expand(cfg)
     assert len(trials) == 2 * 4 * 3
     assert domains_for(trials[0][1], "eval") == ("math", "codegen", "logic", "simulation", "table", "stem")
+
+
+def test_sft_rl_ratio_at_real_scale_prints_synthesis_sft_and_rl(tmp_path):
+    """Guru has no worked examples: at scale=r1 the grid synthesises D_SFT from QwQ-32B, and
+    the dry run prints the generation server, verl's SFT trainer and main_ppo, in that order."""
+    from core.backends.verl import dry_run
+    from core.config import expand, load
+    cfg = load("sft_rl_ratio", ["scale=r1", f"cache_dir={tmp_path}", f"output_dir={tmp_path}"])
+    assert cfg.data.sft_source.teacher == "qwq-32b" and cfg.data.dataset == "guru"
+    text = dry_run(cfg, expand(cfg))
+    gen, sft = text.index("verl.trainer.main_generation_server"), text.index("verl.trainer.sft_trainer_ray")
+    assert gen < sft < text.index("verl.trainer.main_ppo")
+    assert "actor_rollout_ref.model.path=Qwen/QwQ-32B" in text and "--ingest" in text
+    assert text.count("main_generation_server") == 1          # one synthesis shared by the sweep

@@ -18,7 +18,7 @@ from core.metrics import pass_at_k
 from tests.conftest import ROOT
 
 # at real scale: the grids that run there, and why the others refuse (each says what is missing)
-AT_SCALE_REFUSED = {"sft_rl_ratio": "data.d_sft", "rm_scaling": "reward.name",
+AT_SCALE_REFUSED = {"rm_scaling": "reward.name",
                     "verl_smoke": "model", "demo": "model", "smoke": "model", "guru": "model"}
 
 
@@ -67,7 +67,9 @@ def test_every_grid_composes_at_real_scale_or_says_why_not(grid, tmp_path):
         c = compose_verl(verl_overrides(t, work, trial="t"))
         _check_common(c, t, work)
         ar = c.actor_rollout_ref
-        assert ar.model.path == t.size.path and ar.rollout.name == "vllm"
+        from core.backends.verl_sft import needs_sft, sft_folder    # d_sft > 0: from its SFT base
+        assert ar.model.path == (str(sft_folder(t)) if needs_sft(t) else t.size.path)
+        assert ar.rollout.name == "vllm"
         assert c.trainer.n_gpus_per_node == t.size.resources.gpus and c.trainer.nnodes == t.size.resources.nodes
         assert c.data.max_response_length == 16384 and ar.rollout.val_kwargs.n == 128
         assert ar.rollout.val_kwargs.temperature == 0.6 and ar.rollout.val_kwargs.top_p == 0.95
