@@ -22,6 +22,7 @@ from core.report.page import build, progress, write_report
 from core.report.runs import load_runs
 
 TABLES = ("gains, fits, controls (RL vs SFT control), across (laws across the axis), findings, rm, "
+          "curriculum (curricula at equal compute), "
           "horizon (multi-turn: success and RL gain per environment, horizon and size), "
           "horizon_scaling (gain vs horizon, N-slope per horizon), rules (is the N-slope steeper "
           "for complex rules?), rules_plateau, transfer (source x target gains), transfer_data "

@@ -42,7 +42,8 @@ DEFAULT_SECTIONS = ("findings", "scaling", "rm")
 # the metric histories the sections read (one MLflow query per run and key: the others stay
 # in MLflow; a new section that reads another key adds it here)
 KEYS = ("val/", "compute/flops_total", "train/kl_init", "train/gold_reward_mean",
-        "train/proxy_reward_mean", "rm/")
+        "train/proxy_reward_mean", "rm/", "compute/flops_rollout", "train/filtered_groups",
+        "train/extra_prompts", "train/served_prompts")
 
 
 # ------------------------------------------------------------------ reading MLflow

@@ -2,7 +2,8 @@
 ``grid.report`` (its YAML); the report runs them in that order."""
 from __future__ import annotations
 
-from core.report import findings, rm, scaling, scaling_html, scaling_plots, transfer, transfer_html
+from core.report import (curriculum, curriculum_html, findings, rm, scaling, scaling_html,
+                         scaling_plots, transfer, transfer_html)
 from core.report import horizon   # noqa: I001 (multi-turn environments, issue 16)
 from core.report import rules   # noqa: I001 (its own line: other sections land above)
 from core.report.section import Section
@@ -31,6 +32,9 @@ register(Section("scaling", "Pass@1 and pass@k against steps, compute and the gr
                  scaling_html.tables))
 register(Section("rm", "Reward-model over-optimisation (Gao et al.)", rm.analyse, rm.html,
                  rm.plots, rm.metrics, rm.tables))
+register(Section("curriculum", "Curricula against mixed training at equal compute",
+                 curriculum.analyse, curriculum_html.render, curriculum_html.plots,
+                 curriculum_html.metrics, curriculum_html.tables))
 register(Section("transfer", "Domain transfer: RL on one domain, gains on every domain",
                  transfer.analyse, transfer_html.render, transfer_html.plots,
                  transfer_html.metrics, transfer_html.tables))
