@@ -19,7 +19,8 @@ from tests.conftest import ROOT
 
 # at real scale: the grids that run there, and why the others refuse (each says what is missing)
 AT_SCALE_REFUSED = {"rm_scaling": "reward.name",
-                    "verl_smoke": "model", "demo": "model", "smoke": "model", "guru": "model"}
+                    "verl_smoke": "model", "demo": "model", "smoke": "model", "guru": "model",
+                    "horizon": "model"}   # tiny_long sizes only: multi-turn runs on the CPU ladder today
 
 
 def _gpu_cfg(grid: str, extra=()):
@@ -41,7 +42,9 @@ def _check_common(c, t, work):
     assert ar.actor.optim.lr == pytest.approx(t.rl_lr)
     assert c.data.train_files == str(work.resolve() / "data" / "train.parquet")
     assert c.data.train_batch_size == t.rl.prompts_per_step and c.data.shuffle is False
-    assert c.data.max_response_length == t.rl.max_new_tokens
+    from core.backends.verl_agent import episode_data, response_tokens
+    # episodes: the whole conversation after the first prompt (the agent loop's budget)
+    assert c.data.max_response_length == (response_tokens(t) if episode_data(t) else t.rl.max_new_tokens)
     assert c.data.max_prompt_length == t.rl.max_prompt_tokens
     assert c.trainer.total_training_steps == t.rl.steps and c.trainer.test_freq == t.eval.every
     assert c.trainer.val_before_train is True
