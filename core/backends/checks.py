@@ -64,7 +64,8 @@ def check_verl(cfg: Any) -> None:
                           "a learned RM is trained inside the trial by the embedded trainer, which runs "
                           "on the CPU: the RM study runs on the tiny ladder (device=cpu) until RM "
                           "training moves to GPUs", allowed=["a rule reward, e.g. guru"])
-    if cfg.data.d_sft and any(d.startswith("env__") for d in registry().get("datasets", cfg.data.dataset).data_sources):
+    sources = registry().get("datasets", cfg.data.dataset).data_sources
+    if cfg.data.d_sft and any(d.startswith("env__") for d in sources):      # multi-turn episodes
         raise ConfigError("data.d_sft", cfg.data.d_sft, "verl's SFT trainer reads one prompt and one "
                           "response per row; the multi-turn expert warm start runs on the local backend "
                           "(start verl from a local base via ladder.sizes.<size>.path, or set data.d_sft=0 "
