@@ -17,6 +17,7 @@ and, per eval step, every prompt's pass@1 and domain in ``evals/step_<n>.json``)
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,9 +109,13 @@ def joined(raw: str) -> str:
 
 
 def targets_of(run: dict) -> list[str]:
+    """The domains the trial was evaluated on: its per-prompt domains, else the
+    ``val/<domain>/pass_at_1`` it logged (not the per-level ``val/level_<n>/...``)."""
+    if run.get("eval_domains"):
+        return sorted(set(run["eval_domains"]))
     return sorted({k.split("/")[1] for k in run["metrics"]
                    if k.startswith("val/") and k.count("/") == 2 and k.endswith("/pass_at_1")
-                   and not k.split("/")[1].startswith("L")})
+                   and not re.fullmatch(r"level_\d+", k.split("/")[1])})
 
 
 def _d_rl(run: dict) -> float | None:

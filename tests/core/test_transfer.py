@@ -24,6 +24,7 @@ def transfer_run(size: str, source: str, d_rl: int, seed: int = 0, n_per: int = 
     base = {t: rng.uniform(0.1, 0.5, n_per) for t in DOMAINS}
     evals, metrics = {}, {f"val/{t}/pass_at_1": {} for t in DOMAINS}
     metrics["val/pass_at_1"] = {}
+    metrics["val/level_2/pass_at_1"] = {0: 0.2, 10: 0.25, 20: 0.3}     # per level: not a domain
     for step in (0, 10, 20):
         per = []
         for t in DOMAINS:
@@ -101,6 +102,7 @@ def test_two_rungs_are_data_only_and_no_intervals_without_domains(grid):
     assert all(c.fit.reasons for c in res.curves)
     old = [{**r, "eval_domains": None} for r in two]       # trials from before domains were logged
     res = analyse(old, grid_view(parent, old))
+    assert res.targets == sorted(DOMAINS)                   # from val/<domain>/pass_at_1
     cell = res.cell("model=s", "arith", 1024, "mul")
     assert cell.gain is None and np.isfinite(cell.estimate) and "no interval" in cell.text()
 
@@ -115,7 +117,7 @@ def test_domain_transfer_grid_composes_with_eval_and_sft_domains():
     from core.config import domains_for, expand, load
     cfg = load("domain_transfer")
     trials = expand(cfg)
-    assert len(trials) == 16 and cfg.grid.report[-1] == "transfer"
+    assert len(trials) == 12 and cfg.grid.report[-1] == "transfer"
     _, t = trials[0]
     assert domains_for(t, "eval") == ("arith", "mul", "rev", "rot") and t.data.domains == ("arith",)
     evals = data.select(t, "eval")
