@@ -104,7 +104,9 @@ def tiny_folder(size: Size, cache_dir: Path, seed: int = 0) -> Path:
     """The cache folder of a tiny size's random-init model (written by ``model_source``)."""
     a = size.arch
     name = (f"qwen2-h{a.hidden_size}-l{a.num_layers}-a{a.num_heads}-kv{a.num_kv_heads}"
-            f"-i{a.intermediate_size}-t{TOKENIZER_VERSION}-s{seed}")
+            f"-i{a.intermediate_size}-t{TOKENIZER_VERSION}"
+            # longer contexts (tiny_long) get their own folder; 64 keeps the names cached before
+            f"{'' if a.max_position_embeddings == 64 else f'-p{a.max_position_embeddings}'}-s{seed}")
     return Path(cache_dir) / "models" / name
 
 
