@@ -27,7 +27,8 @@ def test_the_horizon_grid_composes_env_x_level_x_size():
         assert t.data.dataset == "environments" and t.reward.name == "env_return"
         assert t.size.arch.max_position_embeddings == 512
     from core import models            # a 512-position model is not the cached 64-position one
-    default = load("demo", ["model=xs", "grid.axes={seed:[0]}"]).size
+    from dataclasses import replace
+    default = replace(t.size, arch=replace(t.size.arch, max_position_embeddings=64))
     assert models.tiny_folder(t.size, "c") != models.tiny_folder(default, "c")
 
 
