@@ -396,10 +396,7 @@ def expand(cfg: Config) -> list[tuple[dict[str, Any], Config]]:
     out = []
     for combo in itertools.product(*(cfg.grid.axes[k] for k in keys)):
         values = dict(zip(keys, combo))
-        trial = with_values(raw, values)
-        if isinstance(trial["rl"]["max_flops"], dict):    # a budget per size: this trial's
-            trial["rl"]["max_flops"] = trial["rl"]["max_flops"][trial["model"]]
-        out.append((values, schema.build(Config, trial)))
+        out.append((values, schema.build(Config, with_values(raw, values))))
     return out
 
 
@@ -417,6 +414,9 @@ def with_values(raw: dict, values: dict[str, Any]) -> dict:
             if i == len(parts) - 1:
                 node[part] = value
             node = node[part]
+    budget = out.get("rl", {}).get("max_flops")      # a budget per size: the trial's own
+    if "model" in values and isinstance(budget, dict) and values["model"] in budget:
+        out["rl"]["max_flops"] = budget[values["model"]]
     return out
 
 
@@ -578,6 +578,9 @@ def _check_numbers(cfg: Config) -> None:
                  "a budget per size must name a size of the ladder", allowed=list(cfg.ladder.sizes))
     _require(not isinstance(cfg.rl.max_flops, dict) or cfg.model in cfg.rl.max_flops,
              "rl.max_flops", cfg.rl.max_flops, f"has no budget for model {cfg.model!r}")
+    _require(not isinstance(cfg.rl.max_flops, dict) or "model" in cfg.grid.axes,
+             "rl.max_flops", cfg.rl.max_flops, "a budget per size needs `model` as a grid axis "
+             "(grid.axes.model); with one size give one number")
     for key, value in {"seed": cfg.seed, "data.seed": cfg.data.seed}.items():
         _require(0 <= value < 2**32, key, value, "must be in [0, 2^32) (torch and numpy seeds)")
     _check_tracking(cfg)

@@ -147,6 +147,12 @@ def test_the_grid_composes_with_a_budget_per_size():
     assert len(trials) == len(CURRICULA) * len(cfg.grid.axes["model"]) * len(cfg.grid.axes["seed"])
     for values, trial in trials:       # each trial stops at its own size's budget
         assert trial.rl.max_flops == cfg.rl.max_flops[values["model"]]
+    # the trainable builds its config the same way (core.grid.train_fn)
+    from core import schema
+    from core.config import Config, with_values
+    raw = schema.to_dict(cfg)
+    assert schema.build(Config, with_values(raw, {"model": "xs", "seed": 1})).rl.max_flops == \
+        cfg.rl.max_flops["xs"]
 
 
 def test_a_budget_per_size_must_cover_the_sizes():
@@ -161,4 +167,8 @@ def test_a_budget_per_size_must_cover_the_sizes():
         validate(raw)
     raw["rl"]["max_flops"] = {"xs": 1e11, "s": -1.0}
     with pytest.raises(ConfigError, match="rl.max_flops.s"):
+        validate(raw)
+    raw["rl"]["max_flops"] = {"xs": 1e11, "s": 1e12}
+    raw["grid"]["axes"].pop("model")
+    with pytest.raises(ConfigError, match="needs `model` as a grid axis"):
         validate(raw)
