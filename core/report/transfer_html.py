@@ -103,8 +103,8 @@ def _matrix(res: Transfer, out: Path, made: list) -> None:
     plt = draw.pyplot()
     d = res.d_rls[-1] if res.d_rls else None
     n = len(res.settings)
-    fig, axes = plt.subplots(1, n, figsize=(1.6 + 1.5 * len(res.targets) * n,
-                                            1.4 + 0.9 * len(res.sources)), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.4 + 1.6 * len(res.targets) * n,
+                                            1.8 + 0.9 * len(res.sources)), squeeze=False)
     vals = [c.estimate for c in res.cells if c.d_rl == d and np.isfinite(c.estimate)]
     lim = max([abs(v) for v in vals] + [0.05])
     for ax, setting in zip(axes[0], res.settings):
@@ -116,7 +116,7 @@ def _matrix(res: Transfer, out: Path, made: list) -> None:
                     continue
                 grid[i, j] = c.estimate
                 quiet = c.gain is None or c.gain.inside_noise
-                txt = f"{c.estimate:+.2f}" + (f"\n[{c.gain.low:+.2f}, {c.gain.high:+.2f}]"
+                txt = f"{c.estimate:+.3f}" + (f"\n[{c.gain.low:+.3f}, {c.gain.high:+.3f}]"
                                               if c.gain is not None else "\n(no CI)")
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7,
                         color="0.45" if quiet else "black", fontweight="normal" if quiet else "bold")
@@ -125,7 +125,7 @@ def _matrix(res: Transfer, out: Path, made: list) -> None:
         ax.set_yticks(range(len(res.sources)), res.sources)
         ax.set(xlabel="evaluated on (target)", ylabel="RL on (source)",
                title=f"{setting}" + (f", D_RL = {d:g}" if d is not None else ""))
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="gain in pass@1")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="gain in pass@1")
     draw.save(fig, out, "transfer_matrix.png",
               "Transfer matrix per setting at the largest D_RL: gain in pass@1 from step 0 to "
               "the last eval on each target domain after RL on the source domain, with 90% "
