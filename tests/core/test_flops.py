@@ -9,7 +9,7 @@ def _qwen2(size):
     return qwen2_config(size, vocab_size=98)
 
 
-@pytest.mark.parametrize("name", ["xxs", "xs", "s", "m", "l"])
+@pytest.mark.parametrize("name", ["xxxs", "xxs", "xs", "s", "m", "l"])
 def test_update_term_agrees_with_verl(name):
     from verl.utils.flops_counter import _estimate_qwen2_flops
     cfg = load("smoke", [])

@@ -86,7 +86,7 @@ def test_rule_complexity_grid_composes():
     trials = expand(cfg)
     assert len(trials) == 12 and cfg.data.dataset == "rules" and cfg.reward.name == "composite"
     assert {tuple(t.data.difficulties) for _, t in trials} == {(1,), (2,), (3,), (4,)}
-    assert {t.model for _, t in trials} == {"xxs", "xs", "s"}
+    assert {t.model for _, t in trials} == {"xxxs", "xs", "s"}
     assert "rules" in cfg.grid.report
     r1 = load("rule_complexity", ["scale=r1"])
     assert r1.data.dataset == "rules" and r1.grid.axes["model"][-1] == "qwq-32b"
