@@ -320,6 +320,9 @@ def _fit(cfg: Config, trials: list, raw: dict, out: Path, uri: str, experiment: 
     total = sum(t.rl.steps + 1 for _, t in trials) if not search else n * (cfg.rl.steps + 1)
     callback = _make_callback()(raw, uri, experiment, parent_id, total)
     path = out / "tune" / cfg.grid.name
+    # MLflow holds every metric: Tune's own CSV / JSON / TensorBoard copies would duplicate them
+    # (and TensorBoard warns at every eval on the per-prompt lists)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if cfg.resume and tune.Tuner.can_restore(str(path)):
         print(f"resuming {path}", flush=True)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
