@@ -228,11 +228,16 @@ def analyse(runs: list[dict], grid: GridView) -> Rules:
 
 # ------------------------------------------------------------------ tables
 
+def _p(g: Gain) -> str:
+    """A pass@1 (not a difference: no sign) with its interval."""
+    return f"{g.estimate:.3f} [{g.low:.3f}, {g.high:.3f}]"
+
+
 def slope_table(res: Rules) -> Table:
     rows = []
     ref = {c.level: c for c in res.compares}
     for lv in res.levels:
-        points = ", ".join(f"{c.size}: {c.pass1}" for c in lv.cells)
+        points = ", ".join(f"{c.size}: {_p(c.pass1)}" for c in lv.cells)
         slope = lv.slope.verdict() if lv.slope else f"n/a: {lv.slope_note}"
         cmp_ = ref.get(lv.label)
         diff = ("(reference)" if cmp_ is None else
@@ -255,7 +260,7 @@ def plateau_table(res: Rules) -> Table:
             t90 = f"{c.t90.interval}" if c.t90.identified else \
                 f"not identified ({'; '.join(c.t90.reasons)})"
             rows.append((lv.label, c.size, fmt(c.n), str(c.seeds), f"{np.nanmean(c.curve[:, 0]):.3f}",
-                         f"{c.pass1} (step {c.step})", c.satexp.describe(), t90))
+                         f"{_p(c.pass1)} (step {c.step})", c.satexp.describe(), t90))
     return Table((f"level ({res.axis})", "size", "N", "seeds", "pass@1 step 0",
                   "pass@1 last [90% CI]", "saturating exp: A - (A - y0) exp(-step/tau)",
                   "plateau: steps to 90% of A [90% CI]"), tuple(rows),
