@@ -263,6 +263,8 @@ def ceilings_differ(s: Series) -> tuple[str, str]:
                 if not diff.inside_noise:
                     pairs.append(f"{a.curriculum} vs {b.curriculum}: A differs by {diff}")
                 continue
+            if len(a.runs) < 2 or len(b.runs) < 2:
+                continue                   # one seed: no spread to compare against
             (alo, ahi), (blo, bhi) = seed_spread(a), seed_spread(b)
             if ahi < blo or bhi < alo:
                 pairs.append(f"{a.curriculum} vs {b.curriculum}: seed ranges of the last "
@@ -270,7 +272,8 @@ def ceilings_differ(s: Series) -> tuple[str, str]:
     n = len(gs) * (len(gs) - 1) // 2
     basis = f"{fitted} of {n} pair(s) compared by fitted A, the rest by the seed ranges"
     if any(len(g.runs) < 2 for g in gs):
-        basis += "; one seed for some curriculum, so no seed spread for it"
+        basis += ("; not compared: pairs without a fitted A where a curriculum has one seed "
+                  f"({', '.join(g.curriculum for g in gs if len(g.runs) < 2)})")
     if not pairs:
         return "no: inside the noise", basis
     return f"yes, for {len(pairs)} of {n} pair(s)", " | ".join(pairs) + f" ({basis})"

@@ -27,6 +27,21 @@ def _last(g: Group) -> str:
     return f"{mean:.3f}" + (f" (seeds {lo:.3f}-{hi:.3f})" if len(g.runs) > 1 else "")
 
 
+def _first(g: Group) -> str:
+    with np.errstate(all="ignore"):
+        v = float(np.nanmean(g.pass1[:, 0])) if g.pass1.size else float("nan")
+    return f"{v:.3f}" if np.isfinite(v) else "n/a"
+
+
+def _spent(g: Group) -> str:
+    """Steps run and training FLOPs at the last evaluation (mean over seeds)."""
+    steps = [max(r["metrics"]["val/pass_at_1"]) for r in g.runs]
+    with np.errstate(all="ignore"):
+        flops = float(np.nanmean([row[np.isfinite(row)][-1] for row in g.flops if np.isfinite(row).any()]))
+    lo, hi = min(steps), max(steps)
+    return f"{lo}" + (f"-{hi}" if hi != lo else "") + f", {fmt(flops)}"
+
+
 def _flops_spent(g: Group) -> str:
     if not g.filtering:
         return ""
@@ -45,17 +60,19 @@ def curriculum_table(res: Curricula) -> Table:
                  else "not identified")
             vs = ("baseline" if g.curriculum == "mixed" else
                   g.vs_mixed.verdict() if g.vs_mixed is not None else "n/a")
-            rows.append((g.series or "all", g.curriculum, str(len(g.runs)), _last(g), vs,
+            rows.append((g.series or "all", g.curriculum, str(len(g.runs)), _first(g), _spent(g),
+                         _last(g), vs,
                          _q(param(g.sigmoid, "A")), b, _q(g.c90), _flops_spent(g)))
         ans, why = ceilings_differ(s)
         rows.append((s.name or "all", "different ceilings beyond the seed spread?", "", "", "",
-                     ans, "", why, ""))
+                     "", "", ans, "", why, ""))
         ans, why = fewest_flops(s)
         shared = (f"shared A = {s.shared_a.intervals['A']}" if s.shared_a.identified else
                   "shared A not identified: " + "; ".join(s.shared_a.reasons))
-        rows.append((s.name or "all", "fewest FLOPs to 90% of its ceiling?", "", "", "", "",
-                     shared, f"{ans}: {why}", ""))
-    return Table(("series", "curriculum", "seeds", "pass@1 last eval", "vs mixed [90% CI]",
+        rows.append((s.name or "all", "fewest FLOPs to 90% of its ceiling?", "", "", "", "", "",
+                     "", shared, f"{ans}: {why}", ""))
+    return Table(("series", "curriculum", "seeds", "pass@1 step 0", "steps, training FLOPs",
+                  "pass@1 last eval", "vs mixed [90% CI]",
                   "ceiling A [90%]", "B, A shared [90%]", "FLOPs to 90% of gain [90%]",
                   "filtering spent"), tuple(rows),
                  "Curricula at equal RL compute (rl.max_flops). A: ScaleRL sigmoid on pass@1 vs "
