@@ -63,9 +63,20 @@ def grid():
     return {"id": "p", "tags": {"grid": "domain_transfer", "axes": json.dumps(axes)}}, runs
 
 
-def test_transfer_matrix_gains_intervals_and_minimal_d_rl(grid):
-    parent, runs = grid
-    res = analyse(runs, grid_view(parent, runs))
+@pytest.fixture(scope="module")
+def report(grid, tmp_path_factory):
+    """The whole report (this section only) built once: analysis, figures, tables, metrics."""
+    out = tmp_path_factory.mktemp("transfer")
+    saved = transfer_mod.N_BOOT, transfer_mod.GAIN_BOOT
+    transfer_mod.N_BOOT, transfer_mod.GAIN_BOOT = 40, 400
+    try:
+        return build(*grid, out, log=lambda _: None), out
+    finally:
+        transfer_mod.N_BOOT, transfer_mod.GAIN_BOOT = saved
+
+
+def test_transfer_matrix_gains_intervals_and_minimal_d_rl(report):
+    res = report[0].results["transfer"]
     assert res.settings == ["model=xs", "model=s"] and res.sources == list(SOURCES)
     assert res.targets == sorted(DOMAINS) and res.d_rls == [16, 64, 256, 1024]
     big = res.cell("model=s", "arith", 1024, "mul")           # a real transfer: interval > 0
@@ -79,9 +90,8 @@ def test_transfer_matrix_gains_intervals_and_minimal_d_rl(grid):
     assert "larger with less D_RL" in res.size_note
 
 
-def test_transfer_fit_rules_and_outputs(grid, tmp_path):
-    parent, runs = grid
-    report = build(parent, runs, tmp_path, log=lambda _: None)
+def test_transfer_fit_rules_and_outputs(report):
+    report, tmp_path = report
     res = report.results["transfer"]
     strong = next(c for c in res.curves if (c.setting, c.source, c.target) == ("model=s", "arith", "arith"))
     assert strong.fit.identified, strong.fit.reasons        # 4 rungs: A and tau identified
