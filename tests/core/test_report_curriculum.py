@@ -19,7 +19,7 @@ STEPS = range(0, 29, 4)
 @pytest.fixture(autouse=True)
 def fewer_draws(monkeypatch):
     import core.report.curriculum as section
-    monkeypatch.setattr(section, "N_BOOT", 30)     # fast; the rules are the same
+    monkeypatch.setattr(section, "N_BOOT", 20)     # fast; the rules are the same
 
 
 def _sigmoid(c, a, b, c_mid, r0):
