@@ -168,3 +168,14 @@ def test_sft_rl_ratio_at_real_scale_prints_synthesis_sft_and_rl(tmp_path):
     assert gen < sft < text.index("verl.trainer.main_ppo")
     assert "actor_rollout_ref.model.path=Qwen/QwQ-32B" in text and "--ingest" in text
     assert text.count("main_generation_server") == 1          # one synthesis shared by the sweep
+
+
+def test_mixed_domain_variant_composes():
+    """Two sources with the domain_schedule curriculum (the command in the grid's comment)."""
+    from core.config import expand, load
+    from core.layout import trial_key
+    cfg = load("domain_transfer", ["grid.axes.data.domains=[[arith,mul]]", "curriculum.name=domain_schedule",
+                                   "+curriculum.options.schedule=[[0, {arith: 1.0}], [10, {mul: 1.0}]]"])
+    values, t = expand(cfg)[0]
+    assert t.data.domains == ("arith", "mul") and t.curriculum.name == "domain_schedule"
+    assert trial_key(values).startswith("data-domains=arith+mul_")
