@@ -337,7 +337,11 @@ def plots(res: Rules, out) -> list[tuple[str, str]]:
         ax.plot([], [], "o", color=size_colors[size], label=size)
     ax.set(xlabel="level", ylabel="RL steps to 90% of the asymptote",
            title="Plateau step per level and size (identified only)")
-    ax.legend(fontsize=7)
+    if any(c.t90.identified for lv in res.levels for c in lv.cells):
+        ax.legend(fontsize=7)
+    else:
+        draw.empty_panel(ax, "No plateau step is identified for any level and size, so none "
+                         "is plotted (reasons in the caption and the rules_plateau table).")
     hidden = [f"{lv.label}/{c.size}: {'; '.join(c.t90.reasons)}" for lv in res.levels
               for c in lv.cells if not c.t90.identified]
     bad = [f"{lv.label}: {'; '.join(lv.power.reasons)}" for lv in res.levels
