@@ -229,7 +229,8 @@ def _size_note(curves: list[Curve], settings: list[str]) -> str:
 
 
 def analyse(runs: list[dict], grid: GridView) -> Transfer:
-    rl = [r for r in runs if algorithm(r) == "grpo" and source_of(r) and len(targets_of(r)) >= 2]
+    rl = [r for r in runs if algorithm(r) == "grpo" and source_of(r) and len(targets_of(r)) >= 2
+          and len(r["metrics"].get("val/pass_at_1", {})) >= 2]     # a gain needs two evals
     empty = Transfer(grid, [], [], [], [], [], [], "")
     if not rl:
         return empty

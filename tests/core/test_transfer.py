@@ -115,6 +115,9 @@ def test_two_rungs_are_data_only_and_no_intervals_without_domains(grid):
     assert res.targets == sorted(DOMAINS)                   # from val/<domain>/pass_at_1
     cell = res.cell("model=s", "arith", 1024, "mul")
     assert cell.gain is None and np.isfinite(cell.estimate) and "no interval" in cell.text()
+    running = {**two[0], "metrics": {k: {0: v[0]} for k, v in two[0]["metrics"].items()}}
+    res = analyse([running], grid_view(parent, [running]))
+    assert not res                                          # one eval so far: no gain yet
 
 
 def test_source_labels():
