@@ -31,7 +31,8 @@ def _cpu_cfg(grid: str, extra=()):
     return load(grid, ["backend=verl", "device=cpu", "data.d_sft=0", "sft.steps=0",
                        "reward.rm.url=http://rm.internal:8000", *extra]
                 + (["data.path=/data/guru"] if grid == "guru" else [])
-                + (["grid.axes.data.d_sft=[0]"] if grid == "sft_rl_ratio" else []))
+                + (["grid.axes.data.d_sft=[0]"] if grid == "sft_rl_ratio" else [])
+                + (["rl.max_flops=null"] if grid == "curriculum" else []))   # verl stops at rl.steps
 
 
 def _check_common(c, t, work):
