@@ -65,7 +65,8 @@ def test_every_grid_composes_at_real_scale_or_says_why_not(grid, tmp_path):
             _gpu_cfg(grid)
         return
     cfg = _gpu_cfg(grid)
-    assert cfg.ladder.name == "r1_distill" and cfg.data.dataset == "guru" and cfg.preset == "r1"
+    own = cfg.grid.at_scale.get("r1", {}).get("data.dataset", "guru")   # a grid's own real-scale data
+    assert cfg.ladder.name == "r1_distill" and cfg.data.dataset == own and cfg.preset == "r1"
     for values, t in expand(cfg)[:2]:
         work = tmp_path / "trials" / "_".join(f"{k}={v}" for k, v in values.items())
         c = compose_verl(verl_overrides(t, work, trial="t"))
@@ -75,7 +76,8 @@ def test_every_grid_composes_at_real_scale_or_says_why_not(grid, tmp_path):
         assert ar.model.path == (str(sft_folder(t)) if needs_sft(t) else t.size.path)
         assert ar.rollout.name == "vllm"
         assert c.trainer.n_gpus_per_node == t.size.resources.gpus and c.trainer.nnodes == t.size.resources.nodes
-        assert c.data.max_response_length == 16384 and ar.rollout.val_kwargs.n == 128
+        assert c.data.max_response_length == t.rl.max_new_tokens and ar.rollout.val_kwargs.n == 128
+        assert t.rl.max_new_tokens == 16384 or own != "guru"     # Guru: the preset's reasoning budget
         assert ar.rollout.val_kwargs.temperature == 0.6 and ar.rollout.val_kwargs.top_p == 0.95
         # the size's own verl keys win over the preset's
         assert ar.rollout.tensor_model_parallel_size == t.size.verl["actor_rollout_ref"]["rollout"]["tensor_model_parallel_size"]
