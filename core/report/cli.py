@@ -22,11 +22,10 @@ from core.report.page import build, progress, write_report
 from core.report.runs import load_runs
 
 TABLES = ("gains, fits, controls (RL vs SFT control), across (laws across the axis), findings, rm, "
-          "curriculum (curricula at equal compute), "
-          "horizon (multi-turn: success and RL gain per environment, horizon and size), "
-          "horizon_scaling (gain vs horizon, N-slope per horizon), rules (is the N-slope steeper "
-          "for complex rules?), rules_plateau, transfer (source x target gains), transfer_data "
-          "(gain vs D_RL, minimal D_RL)")
+          "curriculum (curricula at equal compute), transfer (source x target gains), "
+          "transfer_data (gain vs D_RL, minimal D_RL), rules (is the N-slope steeper for "
+          "complex rules?), rules_plateau, horizon (multi-turn: success and RL gain per "
+          "environment, horizon and size), horizon_scaling (gain vs horizon, N-slope per horizon)")
 
 
 def parser() -> argparse.ArgumentParser:

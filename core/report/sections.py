@@ -2,10 +2,8 @@
 ``grid.report`` (its YAML); the report runs them in that order."""
 from __future__ import annotations
 
-from core.report import (curriculum, curriculum_html, findings, rm, scaling, scaling_html,
-                         scaling_plots, transfer, transfer_html)
-from core.report import horizon   # noqa: I001 (multi-turn environments, issue 16)
-from core.report import rules   # noqa: I001 (its own line: other sections land above)
+from core.report import (curriculum, curriculum_html, findings, horizon, rm, rules, scaling,
+                         scaling_html, scaling_plots, transfer, transfer_html)
 from core.report.section import Section
 
 SECTIONS: dict[str, Section] = {}
@@ -38,7 +36,7 @@ register(Section("curriculum", "Curricula against mixed training at equal comput
 register(Section("transfer", "Domain transfer: RL on one domain, gains on every domain",
                  transfer.analyse, transfer_html.render, transfer_html.plots,
                  transfer_html.metrics, transfer_html.tables))
-register(Section("horizon", "Multi-turn environments: RL gain against the horizon",
-                 horizon.analyse, horizon.html, horizon.plots, horizon.metrics, horizon.tables))
 register(Section("rules", "Rule complexity against model size", rules.analyse, rules.html,
                  rules.plots, rules.metrics, rules.tables))
+register(Section("horizon", "Multi-turn environments: RL gain against the horizon",
+                 horizon.analyse, horizon.html, horizon.plots, horizon.metrics, horizon.tables))
