@@ -189,7 +189,8 @@ class RL:
                                     # reach it (compare curricula at equal compute); a mapping
                                     # gives each ladder size its own budget; null: rl.steps
     algorithm: Literal["grpo", "sft"]                                                   # sft: the matched control, SFT continued for
-                                                                                        # rl.steps steps from the same base, same evals
+                                                                                        # rl.steps steps from the same base at RL's lr
+                                                                                        # and warmup, same evals
     engine: Literal["vllm", "sglang"]                                                   # rollout engine of the verl backend
 
 

@@ -17,10 +17,11 @@ stages:
 steps on the warm start's data, with the same evaluations, so an RL gain can be read against
 what more supervised training would have given. Only the objective differs: the control uses
 RL's optimiser, learning rate (``rl.lr`` / the size's ``rl_lr``) and warmup (a fresh Adam at the
-SFT peak rate on an annealed base oscillates: m fell from 0.74 to 0.22 pass@1 in 20 steps). At step 0, every ``eval.every`` steps and at
-the end it evaluates pass@k and writes a checkpoint (policy, optimiser, RNG, curriculum state,
-FLOPs), and yields the step's metrics with the checkpoint folder, so a killed trial resumes
-where it stopped.
+SFT peak rate on an annealed base oscillates: m fell from 0.74 to 0.22 pass@1 in 20 steps).
+
+At step 0, every ``eval.every`` steps and at the end it evaluates pass@k and writes a
+checkpoint (policy, optimiser, RNG, curriculum state, FLOPs), and yields the step's metrics with
+the checkpoint folder, so a killed trial resumes where it stopped.
 """
 from __future__ import annotations
 
