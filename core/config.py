@@ -114,11 +114,11 @@ class Data:
                                     # ungraded prompts' difficulty (0: do not grade)
     sft_source: SftSource | None    # null: the dataset's own worked examples; else SFT
                                     # examples synthesised by rejection sampling (core/synth)
-    eval_domains: tuple[str, ...] | None = None   # eval prompts from these (null: data.domains):
+    eval_domains: tuple[str, ...] | None          # eval prompts from these (null: data.domains):
                                     # train on one domain, evaluate on every one (transfer)
-    sft_domains: tuple[str, ...] | None = None    # SFT examples from these (null: data.domains):
+    sft_domains: tuple[str, ...] | None           # SFT examples from these (null: data.domains):
                                     # one base that has seen every domain, RL on one
-    sft_noise: float = 0.0          # synthetic: share of worked examples with one slip in
+    sft_noise: float                # synthetic: share of worked examples with one slip in
                                     # the answer (fixed per record; the demo's imperfect teacher)
 
 
@@ -142,7 +142,7 @@ class RM:
     max_batch_size: int               # Serve batching: items per forward
     timeout_s: float                  # per HTTP request
     retries: int                      # on connection errors and 5xx, with backoff
-    negatives: Literal["any", "hard"] = "any"   # rejected response: any wrong sample, or a
+    negatives: Literal["any", "hard"]  # rejected response: any wrong sample, or a
                                       # well-formed wrong one (differs in correctness, not format)
 
 

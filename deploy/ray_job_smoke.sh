@@ -35,7 +35,7 @@ ID="smoke-$(date +%s)-$$"
 # The entry point names this environment's python: a job's PATH is the head's, not the venv's.
 for attempt in $(seq 1 60); do
     if out=$("$RAY" job submit --no-wait --submission-id "$ID" --address "$ADDRESS" --working-dir . -- \
-        "$PY" -m core.tune grid=demo '~grid.axes.model' model=xs 'grid.axes.seed=[0]' \
+        "$PY" -m core.tune grid=smoke '~grid.axes.model' model=xs 'grid.axes.seed=[0]' \
         data.d_sft=256 sft.steps=30 rl.steps=2 eval.every=2 data.n_eval=12 eval.n_samples=8 \
         eval.k_max=8 rl.prompts_per_step=8 rl.group_size=4 data.d_rl=64 \
         "output_dir=$OUT/runs" "cache_dir=$OUT/cache" "tracking.tracking_uri=sqlite:///$OUT/mlflow.db" 2>&1); then

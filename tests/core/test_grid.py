@@ -108,6 +108,7 @@ def test_killed_trial_is_retried_and_no_step_is_missing(ray_cluster, tmp_path, m
         assert _steps(client, kid.info.run_id, "val/pass_at_1") == [0, 2, 4]
 
 
+@pytest.mark.slow
 def test_interrupted_grid_resumes_without_losing_steps(tmp_path):
     """SIGINT the driver mid-grid (as Ctrl-C would), then `resume=true` finishes it."""
     args = [sys.executable, "-m", "core.tune", "grid=smoke", *_overrides(tmp_path),
@@ -218,6 +219,7 @@ RM_SMOKE = ["grid.axes.reward.rm.size=[xs]", "grid.axes.reward.rm.d_rm=[48,96]",
             "rl.group_size=4"]
 
 
+@pytest.mark.slow
 def test_rm_scaling_grid_end_to_end(ray_cluster, tmp_path):
     """`grid=rm_scaling` with smoke overrides: the grid starts the Serve endpoint, each trial
     trains its RM and the policy against it, and the report has the over-optimisation plots."""

@@ -123,6 +123,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_verl_main_ppo_on_the_cpu_plays_maze_episodes(ray_cluster, tmp_path):
     """Two GRPO steps of verl's real trainer on maze level 1 through the agent loop; the
     validation dumps hold multi-turn episodes whose scores are the environment's returns."""

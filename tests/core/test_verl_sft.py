@@ -30,7 +30,7 @@ def test_cpu_overrides_compose_against_verls_sft_config(tmp_path):
     assert c.data.train_files == str(data_file) and c.data.messages_key == "messages"
     assert c.data.train_batch_size == 16 and c.data.truncation == "error"
     assert c.trainer.total_training_steps == 20 and c.trainer.total_epochs * (64 // 16) >= 20
-    assert c.optim.lr == t.sft_lr == 5e-3 and c.optim.weight_decay == 0.0
+    assert c.optim.lr == t.sft_lr == t.size.sft_lr and c.optim.weight_decay == 0.0
     assert list(c.optim.betas) == [0.9, 0.98] and c.optim.clip_grad == 1.0
     assert (c.optim.lr_scheduler_type, c.optim.lr_warmup_steps, c.optim.min_lr_ratio) == ("cosine", 2, 0.0)
     assert c.optim.zero_indexed_step is False
