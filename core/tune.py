@@ -1,9 +1,9 @@
 """Command line: ``python -m core.tune grid=NAME [overrides] [--cfg] [--dry-run] [--help]``.
 
 Overrides use Hydra's grammar, as in verl: ``rl.steps=5``, ``+key=value`` adds a key,
-``~key`` deletes one, ``grid.axes.seed=[0,1,2]`` replaces an axis. The config is composed and
-validated before any Ray or model work starts; a bad value exits with status 2 and one
-message naming the key, the value and what is allowed.
+``~key`` deletes one, ``grid.axes.model=[xs,s]`` replaces an axis (``+grid.axes.seed=[0,1]``
+adds one). The config is composed and validated before any Ray or model work starts; a bad
+value exits with status 2 and one message naming the key, the value and what is allowed.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ options:
 
 examples:
   python -m core.tune grid=demo
-  python -m core.tune grid=demo rl.steps=5 grid.axes.seed=[0] --cfg
+  python -m core.tune grid=demo rl.steps=5 +grid.axes.seed=[0,1] --cfg
   ray job submit --working-dir . -- python -m core.tune grid=demo
   python -m core.tune grid=model_scaling scale=r1 --dry-run
 """

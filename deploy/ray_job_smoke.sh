@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a local Ray head with its dashboard, submit a smoke grid through the Jobs API exactly as
-# on a cluster (`ray job submit --working-dir . -- python -m core.tune grid=demo ...`), then stop
+# on a cluster (`ray job submit --working-dir . -- python -m core.tune grid=smoke ...`), then stop
 # that head. Used by `make cluster-smoke` and tests/core/test_ray_job.py.
 #
 # - The head keeps its files in a private temp dir; at exit only the processes whose command
