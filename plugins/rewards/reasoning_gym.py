@@ -19,6 +19,7 @@ import re
 from core.hookspecs import hookimpl
 from core.protocols import Score
 from core.specs import RewardSpec
+from plugins.rewards.synthetic import SyntheticVerifier
 
 MARKER = "#"
 PREFIX = "rg__"
@@ -49,19 +50,11 @@ def score_response(data_source: str, response: str, ground_truth: str,
     return Score(score=acc + format_weight * fmt, acc=acc, format=fmt, pred=pred, reason=reason)
 
 
-class ReasoningGymVerifier:
-    """The reward protocol (``core.protocols.Reward``): ``score_batch(items) -> [Score]``; also
-    callable on one response: ``verifier(data_source, response, ground_truth) -> Score``."""
+class ReasoningGymVerifier(SyntheticVerifier):
+    """The reward protocol (``core.protocols.Reward``) as the synthetic verifier gives it
+    (``score_batch``, and callable on one response), scoring with this module's rule."""
 
-    def __init__(self, format_weight: float = 0.0) -> None:
-        self.format_weight = format_weight
-
-    def __call__(self, data_source: str, response: str, ground_truth: str,
-                 extra_info: dict | None = None) -> Score:
-        return score_response(data_source, response, ground_truth, self.format_weight)
-
-    def score_batch(self, items) -> list[Score]:
-        return [score_response(ds, resp, gt, self.format_weight) for ds, resp, gt, *_ in items]
+    score_one = staticmethod(score_response)
 
 
 @hookimpl

@@ -48,15 +48,17 @@ class SyntheticVerifier:
     """The reward protocol (``core.protocols.Reward``): ``score_batch(items) -> [Score]``; also
     callable on one response: ``verifier(data_source, response, ground_truth) -> Score``."""
 
+    score_one = staticmethod(score_response)    # a subclass with the same contract sets its own
+
     def __init__(self, format_weight: float = 0.0) -> None:
         self.format_weight = format_weight
 
     def __call__(self, data_source: str, response: str, ground_truth: str,
                  extra_info: dict | None = None) -> Score:
-        return score_response(data_source, response, ground_truth, self.format_weight)
+        return self.score_one(data_source, response, ground_truth, self.format_weight)
 
     def score_batch(self, items) -> list[Score]:
-        return [score_response(ds, resp, gt, self.format_weight) for ds, resp, gt, *_ in items]
+        return [self.score_one(ds, resp, gt, self.format_weight) for ds, resp, gt, *_ in items]
 
 
 @hookimpl
