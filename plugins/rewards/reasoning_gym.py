@@ -19,20 +19,12 @@ import re
 from core.hookspecs import hookimpl
 from core.protocols import Score
 from core.specs import RewardSpec
-from plugins.rewards.synthetic import SyntheticVerifier
+from plugins.rewards.synthetic import MARKER, SyntheticVerifier, extract  # noqa: F401 (MARKER re-exported)
 
-MARKER = "#"
 PREFIX = "rg__"
 _ALPHABET = {"chain_sum": r"-?\d+", "products": r"\d+", "lcm": r"\d+",
              "word_sorting": r"\w+(,\w+)*", "base_conversion": r"[0-9a-z]+",
              "fraction_simplification": r"\d+/\d+"}
-
-
-def extract(response: str) -> str | None:
-    """The text after the last final-answer marker, stripped; None when there is no marker."""
-    if MARKER not in response:
-        return None
-    return response.rsplit(MARKER, 1)[1].strip()
 
 
 def score_response(data_source: str, response: str, ground_truth: str,
