@@ -230,6 +230,9 @@ class Grid:
                                                                         # per preset, this grid's values at that scale (dotted key -> value), applied when
                                                                         # `scale=<preset>` is selected, before command-line overrides: at_scale.r1 = {...}
     at_scale: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # extra trials run besides the axes' product, each a map of dotted keys to values (a
+    # baseline that the axes would only repeat: the rule reward beside RM size x D_RM)
+    include: tuple[dict[str, Any], ...] = ()
     # report sections, in page order (core/report/sections.py); None: chosen from the runs
     # (findings and scaling, and rm where trials trained against a learned RM)
     report: tuple[Literal["findings", "scaling", "rm", "rules", "horizon", "transfer", "curriculum"], ...] | None = None
@@ -318,6 +321,7 @@ def compose(grid: str, overrides: list[str] = ()) -> dict:
         data = _hydra(grid, [f"++{k}={hydra_value(v)}" for k, v in at_scale.items()] + overrides)
     data["grid"]["name"] = grid
     data["grid"]["axes"] = flatten_keys(data["grid"].get("axes") or {})
+    data["grid"]["include"] = [flatten_keys(p) for p in data["grid"].get("include") or []]
     if data["grid"]["axes"].get("model") == "all":   # every size of the ladder in use
         data["grid"]["axes"]["model"] = list(data["ladder"]["sizes"])
         if data["model"] not in data["ladder"]["sizes"]:
@@ -386,19 +390,34 @@ def validate(raw: dict, registry=None) -> Config:
             except ConfigError as exc:
                 raise ConfigError(f"grid.axes.{key}", value, f"invalid as {exc.key}: "
                                   f"{str(exc).split(': ', 1)[1]}") from exc
+    for i, point in enumerate(cfg.grid.include):
+        if not isinstance(point, dict) or not point:
+            raise ConfigError(f"grid.include[{i}]", point, "a point is a non-empty map of dotted "
+                              "keys to values, e.g. {reward.name: synthetic}")
+        if cfg.grid.search is not None:
+            raise ConfigError("grid.include", list(cfg.grid.include), "extra trials need a grid "
+                              "(axes), not an Optuna search")
+        try:
+            check(schema.build(Config, with_values(raw, point)), registry)
+        except ConfigError as exc:
+            raise ConfigError(f"grid.include[{i}]", point, f"invalid as {exc.key}: "
+                              f"{str(exc).split(': ', 1)[1]}") from exc
     return cfg
 
 
 def expand(cfg: Config) -> list[tuple[dict[str, Any], Config]]:
-    """The grid's trials: one (axis values, trial config) per point of the axes' product."""
+    """The grid's trials: one (axis values, trial config) per point of the axes' product, then
+    one per ``grid.include`` point."""
+    return [(values, schema.build(Config, with_values(schema.to_dict(cfg), values)))
+            for values in points(cfg)]
+
+
+def points(cfg: Config) -> list[dict[str, Any]]:
+    """Each trial's values (dotted key -> value): the axes' product, then ``grid.include``."""
     import itertools
-    raw = schema.to_dict(cfg)
     keys = list(cfg.grid.axes)
-    out = []
-    for combo in itertools.product(*(cfg.grid.axes[k] for k in keys)):
-        values = dict(zip(keys, combo))
-        out.append((values, schema.build(Config, with_values(raw, values))))
-    return out
+    product = [dict(zip(keys, combo)) for combo in itertools.product(*(cfg.grid.axes[k] for k in keys))]
+    return product + [dict(p) for p in cfg.grid.include]
 
 
 def with_values(raw: dict, values: dict[str, Any]) -> dict:

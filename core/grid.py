@@ -23,7 +23,7 @@ from pathlib import Path
 
 from core import schema
 from core.backends import get_backend
-from core.config import Config, with_values
+from core.config import Config, points, with_values
 from core.errors import UserError
 from core.layout import run_dir, trial_key
 from core.tracking import STEP_METRIC, Tracker, experiment_name, tracking_uri
@@ -41,6 +41,7 @@ def train_fn(config: dict, raw: dict, out: str, fault_step: int | None) -> None:
 
     from ray import tune
     logging.getLogger("ray.train").setLevel(logging.WARNING)   # one line per checkpoint
+    config = point_values(config)
     cfg = schema.build(Config, with_values(raw, config))
     workdir = Path(out) / "trials" / trial_key(config)
     checkpoint = tune.get_checkpoint()
@@ -95,7 +96,7 @@ class _ProgressAndMlflow:
 
     def _run(self, trial) -> str:
         if trial.trial_id not in self.runs:
-            values = dict(trial.config)
+            values = point_values(trial.config)
             cfg = schema.build(Config, with_values(self.raw, values))
             self.runs[trial.trial_id] = self.tracker.child(cfg, values, self.parent_id,
                                                            trial_key(values))
@@ -133,7 +134,7 @@ class _ProgressAndMlflow:
         # the first steps carry the SFT warm-starts: no ETA until 10% are done
         eta_txt = (f"grid ETA {eta:.0f}s" if done >= 0.1 * self.total_steps
                    else "grid ETA: after 10% of steps")
-        label = ", ".join(f"{k}={v}" for k, v in trial.config.items()) or "trial"
+        label = ", ".join(f"{k}={v}" for k, v in point_values(trial.config).items()) or "trial"
         print(f"[{done}/{self.total_steps} steps] {label}: step {int(result['step'])} "
               f"pass@1 {result['val/pass_at_1']:.3f} creativity "
               f"{result['val/creativity_index']:.3f}  ({eta_txt})", flush=True)
@@ -150,8 +151,18 @@ def _make_callback():
     return type("ProgressAndMlflow", (_ProgressAndMlflow, tune.Callback), {"__module__": __name__})
 
 
+POINT = "point"   # with grid.include, Tune's one axis: each value is a whole trial's values
+
+
+def point_values(config: dict) -> dict:
+    """A Tune trial config as the trial's axis values (dotted key -> value)."""
+    return dict(config[POINT]) if set(config) == {POINT} else dict(config)
+
+
 def _param_space(cfg: Config):
     from ray import tune
+    if cfg.grid.search is None and cfg.grid.include:    # extra points: not a product any more
+        return {POINT: tune.grid_search(points(cfg))}, None
     if cfg.grid.search is None:
         return {k: tune.grid_search(list(v)) for k, v in cfg.grid.axes.items()}, None
     from ray.tune.search.optuna import OptunaSearch
@@ -299,7 +310,7 @@ def _status(results, raw: dict) -> str:
     if any(r.error for r in results):
         return "FAILED"
     for r in results:
-        cfg = schema.build(Config, with_values(raw, dict(r.config)))
+        cfg = schema.build(Config, with_values(raw, point_values(r.config)))
         metrics = r.metrics or {}
         if not metrics.get("done") and int(metrics.get("step", -1)) < cfg.rl.steps:
             return "KILLED"     # neither returned (a compute budget ends early) nor at its end
@@ -314,7 +325,7 @@ def _fit(cfg: Config, trials: list, raw: dict, out: Path, uri: str, experiment: 
     trainable = tune.with_parameters(train_fn, raw=raw, out=str(out),
                                      fault_step=int(fault) if fault else None)
     trainable = tune.with_resources(
-        trainable, lambda point: backend.resources(schema.build(Config, with_values(raw, point))))
+        trainable, lambda point: backend.resources(schema.build(Config, with_values(raw, point_values(point)))))
     space, search = _param_space(cfg)
     n = cfg.grid.search.num_samples if cfg.grid.search else len(trials)
     total = sum(t.rl.steps + 1 for _, t in trials) if not search else n * (cfg.rl.steps + 1)

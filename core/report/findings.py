@@ -179,7 +179,8 @@ def analyse(runs: list[dict], grid) -> list[Finding]:
         out += _gains(res)
         out += _laws(res)
         out += [_steps(res, *e) for e in ends]
-    out += _rm(grid.results.get("rm") or {})
+    rm = grid.results.get("rm")
+    out += _rm(rm.groups if rm else {})
     return out
 
 

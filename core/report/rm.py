@@ -11,6 +11,10 @@ and ``train/gold_reward_mean`` per step), per (RM size, D_RM) group with seeds p
 - the RM's pairwise accuracy on the policy's own samples per step (``rm/onpolicy_pair_acc``:
   right vs wrong samples of one prompt, as the RM ranked them), over the first and the last 5
   steps: does the RM hold up on the moving distribution?
+- the peak gold gain with its 90% interval, the KL at the peak and whether gold rose before it
+  fell (``core/report/rm_peak.py``), per RM size and D_RM;
+- beside them, trials of the same grid trained on the rule reward (``grid.include``, e.g.
+  ``{reward.name: synthetic}``): which reward's gold plateaus first, at what compute.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ import numpy as np
 
 from core.fit import Assessment, estimate
 from core.report import draw
-from core.report.runs import is_rm_run
+from core.report import rm_peak
+from core.report.runs import algorithm, is_rm_run
 from core.report.scaling import slug
 from core.report.scaling_html import fit_metrics
 from core.report.tables import Table
@@ -45,6 +50,16 @@ class RMGroup:
     proxy_fit: Assessment
     onpolicy_first: float = float("nan")   # RM accuracy on the policy's pairs, first 5 steps
     onpolicy_last: float = float("nan")    # ... and last 5 steps (mean over seeds)
+    peak: rm_peak.Peak | None = None       # gold's peak, fall and plateau with 90% intervals
+
+
+@dataclass(frozen=True, eq=False)
+class RMResult:
+    groups: dict[str, RMGroup]
+    rule: dict[str, rm_peak.Peak]          # rule-reward trials of the same grid, by setting
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
 
 
 def _smooth(v: np.ndarray) -> np.ndarray:
@@ -77,7 +92,7 @@ def _group(name: str, size: str, rm_params: float, d_rm: int, runs: list[dict]) 
     return RMGroup(name, size, rm_params, d_rm, len(runs), d, gold, proxy,
                    float(np.mean([g.max() for g in gold])) if gold else float("nan"),
                    float(np.mean(acc)) if acc else float("nan"), fits["gold"], fits["proxy"],
-                   *_onpolicy(runs))
+                   *_onpolicy(runs), rm_peak.peak(runs))
 
 
 def _onpolicy(runs: list[dict]) -> tuple[float, float]:
@@ -89,16 +104,21 @@ def _onpolicy(runs: list[dict]) -> tuple[float, float]:
             float(np.mean([s[-SMOOTH:].mean() for s in series])))
 
 
-def analyse(runs: list[dict], grid) -> dict[str, RMGroup]:
+def analyse(runs: list[dict], grid) -> RMResult:
     groups: dict[tuple, list[dict]] = {}
+    rule: dict[str, list[dict]] = {}
     for r in runs:
+        if not is_rm_run(r) and algorithm(r) == "grpo" and "train/acc_mean" in r["metrics"]:
+            rule.setdefault(f"rule reward {r['params'].get('reward.name', '?')}", []).append(r)
         if is_rm_run(r):
             size = r["params"].get("reward.rm.size", "?")
             d_rm = int(float(r["params"].get("reward.rm.d_rm", 0)))
             rm_params = float(r["tags"].get("rm_params") or "nan")
             groups.setdefault((rm_params, size, d_rm), []).append(r)
-    return {f"rm={size}, d_rm={d_rm}": _group(f"rm={size}, d_rm={d_rm}", size, p, d_rm, members)
-            for (p, size, d_rm), members in sorted(groups.items())}
+    res = {f"rm={size}, d_rm={d_rm}": _group(f"rm={size}, d_rm={d_rm}", size, p, d_rm, members)
+           for (p, size, d_rm), members in sorted(groups.items())}
+    peaks = {name: rm_peak.peak(members, "train/acc_mean") for name, members in rule.items()}
+    return RMResult(res, {k: v for k, v in peaks.items() if v is not None} if res else {})
 
 
 def _reward_vs_d(res: dict[str, RMGroup], out: Path, made: list) -> None:
@@ -141,49 +161,82 @@ def _scaling(res: dict[str, RMGroup], out: Path, made: list) -> None:
             ax.legend(fontsize=7)
     ax = axes[2]
     for params, size in sorted({(g.rm_params, g.rm_size) for g in res.values()}):
-        pts = sorted((g.d_rm, g.peak_gold) for g in res.values() if g.rm_size == size)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-",
-                label=f"RM {size} ({draw.short(params)} params)")
+        pts = sorted((g.d_rm, g.peak.peak if g.peak else (g.peak_gold,) * 3)
+                     for g in res.values() if g.rm_size == size)
+        x, y = [p[0] for p in pts], np.array([p[1] for p in pts], float)
+        ax.errorbar(x, y[:, 0], yerr=np.abs(y[:, 1:].T - y[:, 0]), fmt="o-", capsize=3,
+                    label=f"RM {size} ({draw.short(params)} params)")
     ax.set_xscale("log")
     ax.set(xlabel="D_RM (preference pairs)", ylabel="peak gold reward - initial",
-           title="Peak gold reward vs D_RM, per RM size")
+           title="Peak gold gain vs D_RM, per RM size (90% CI)")
     ax.legend(fontsize=7)
     draw.save(fig, out, "rm_scaling.png", "Gold-reward fit parameters a and b against RM size "
               "(one colour per D_RM; identified fits only), and the peak gold reward against "
               "D_RM (one line per RM size).", made)
 
 
-def plots(res: dict[str, RMGroup], out: Path) -> list[tuple[str, str]]:
+def plots(res: RMResult, out: Path) -> list[tuple[str, str]]:
     made: list = []
     if res:
-        _reward_vs_d(res, out, made)
-        _scaling(res, out, made)
+        _reward_vs_d(res.groups, out, made)
+        _scaling(res.groups, out, made)
     return made
 
 
 def table(res: dict[str, RMGroup]) -> Table:
     rows = tuple((name, draw.short(g.rm_params), str(g.seeds), f"{g.rm_acc:.3f}",
                   f"{g.onpolicy_first:.3f} -> {g.onpolicy_last:.3f}",
-                  f"{g.peak_gold:+.3f}", g.gold_fit.describe(), g.proxy_fit.describe())
+                  rm_peak.fmt(g.peak.peak) if g.peak else "n/a",
+                  rm_peak.fmt(g.peak.kl_at_peak, signed=False) if g.peak else "n/a",
+                  g.peak.shape if g.peak else "n/a",
+                  g.gold_fit.describe(), g.proxy_fit.describe())
                  for name, g in res.items())
     return Table(("RM, D_RM", "RM params", "seeds", "RM held-out pair accuracy",
                   f"RM accuracy on the policy's pairs, first -> last {SMOOTH} steps",
-                  "peak gold gain", "gold fit d(a - b log d)", "proxy fit"), rows)
+                  "peak gold gain [90% CI]", "KL(pi || pi_0) at the peak [90% CI]",
+                  "gold over training", "gold fit d(a - b log d)", "proxy fit"), rows,
+                 "Gold = the rule verifier's acceptance of the policy's training samples, as a "
+                 f"{SMOOTH}-step running mean, relative to its first value; a rise or fall counts "
+                 "when its 90% interval excludes 0.")
 
 
-def html(res: dict[str, RMGroup]) -> str:
-    return table(res).html() if res else ""
+def plateau_table(res: RMResult) -> Table:
+    """Rule reward and learned RMs side by side: peak, fall and plateau of gold reward."""
+    rows = [(name, p) for name, p in res.rule.items()]
+    rows += [(name, g.peak) for name, g in res.groups.items() if g.peak is not None]
+    body = tuple((name, str(p.seeds), rm_peak.fmt(p.peak), rm_peak.fmt(p.fall),
+                  rm_peak.fmt(p.plateau_step, signed=False, digits=0),
+                  f"{p.plateau_flops:.3g}" if np.isfinite(p.plateau_flops) else "n/a", p.shape)
+                 for name, p in rows)
+    return Table(("reward", "seeds", "peak gold gain [90% CI]", "fall after the peak [90% CI]",
+                  f"plateau step ({rm_peak.PLATEAU:.0%} of the peak gain) [90% CI]",
+                  "training FLOPs by then", "gold over training"), body,
+                 rm_peak.plateau_answer(rows))
 
 
-def tables(res: dict[str, RMGroup]) -> dict[str, str]:
-    return {"rm": table(res).markdown()} if res else {}
+def html(res: RMResult) -> str:
+    if not res:
+        return ""
+    out = table(res.groups).html()
+    if res.rule:
+        out += "<h3>Rule reward vs learned RMs: which plateaus first?</h3>" + plateau_table(res).html()
+    return out
 
 
-def metrics(res: dict[str, RMGroup]) -> dict[str, float | str]:
+def tables(res: RMResult) -> dict[str, str]:
+    if not res:
+        return {}
+    return {"rm": table(res.groups).markdown(), "rm_plateau": plateau_table(res).markdown()}
+
+
+def metrics(res: RMResult) -> dict[str, float | str]:
     out: dict[str, float | str] = {}
-    for name, g in res.items():
+    for name, g in res.groups.items():
         for what in ("gold", "proxy"):
             out.update(fit_metrics(f"rm/{slug(name)}/{what}", getattr(g, f"{what}_fit"), None))
         if np.isfinite(g.peak_gold):
             out[f"rm/{slug(name)}/peak_gold"] = g.peak_gold
+        if g.peak is not None:
+            out[f"rm/{slug(name)}/kl_at_peak"] = g.peak.kl_at_peak[0]
+            out[f"rm/{slug(name)}/plateau_step"] = g.peak.plateau_step[0]
     return out

@@ -123,3 +123,23 @@ def test_ladder_size_names_must_be_config_keys():
     from core.errors import UserError
     with pytest.raises(UserError, match=r"ladder.sizes.1\.5b.*a letter first"):
         config.load("smoke", ["+ladder.sizes={1.5b: {path: x, resources: {gpus: 1}}}"])
+
+
+def test_include_adds_points_beside_the_axes_product():
+    """grid.include: extra trials (a baseline the axes would only repeat), each checked as a
+    trial; a bad key is named with the point's index."""
+    cfg = config.load("smoke", ["+grid.include=[{reward.format_weight: 0.5, rl.steps: 3}]"])
+    points = config.points(cfg)
+    product = 1
+    for values in cfg.grid.axes.values():
+        product *= len(values)
+    assert len(points) == product + 1 and all(set(p) == set(cfg.grid.axes) for p in points[:-1])
+    assert points[-1] == {"reward.format_weight": 0.5, "rl.steps": 3}
+    values, trial = config.expand(cfg)[-1]
+    assert trial.reward.format_weight == 0.5 and trial.rl.steps == 3 and trial.seed == cfg.seed
+    with pytest.raises(ConfigError, match=r"unknown key") as err:
+        config.load("smoke", ["+grid.include=[{rl.stepz: 3}]"])
+    assert err.value.key == "grid.include[0]" and "rl.stepz" in str(err.value)
+    with pytest.raises(ConfigError, match="invalid as model") as err:
+        config.load("smoke", ["+grid.include=[{model: huge}]"])
+    assert err.value.key == "grid.include[0]"

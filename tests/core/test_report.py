@@ -292,7 +292,7 @@ def test_rm_section_fits_gold_reward(tmp_path):
     page = report.path.read_text()
     assert "Reward-model over-optimisation" in page
     assert (tmp_path / "rm_reward_vs_d.png").exists() and (tmp_path / "rm_scaling.png").exists()
-    (g,) = report.results["rm"].values()
+    (g,) = report.results["rm"].groups.values()
     assert g.gold_fit.identified and not g.gold_fit.intervals["b"].fixed
     assert "gold-reward curvature b of d(a - b log d)" in report.tables["findings"]
     assert report.metrics[f"rm/{slug(g.name)}/gold/identified"] == 1.0
