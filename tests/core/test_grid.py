@@ -50,7 +50,9 @@ def test_two_trial_grid_end_to_end(ray_cluster, tmp_path, monkeypatch):
     from core.grid import run_grid
     monkeypatch.chdir(tmp_path)      # a relative cache_dir, as in the default config
     over = [o for o in _overrides(tmp_path) if not o.startswith("cache_dir=")] + ["cache_dir=rel_cache"]
-    cfg = load("smoke", over)
+    # seed 1 as a grid.include point (Tune's one-axis form of the grid): the same two trials
+    cfg = load("smoke", over + ["grid.axes.seed=[0]", "+grid.include=[{seed: 1}]"])
+    assert [v for v, _ in expand(cfg)] == [{"seed": 0}, {"seed": 1}]
     assert run_grid(cfg, expand(cfg)) == 0
     # both seeds share one SFT base, trained once in the driver's cache (not a trial folder's)
     bases = [p for p in (tmp_path / "rel_cache" / "sft").glob("xs-*") if p.is_dir()]
