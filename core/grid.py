@@ -199,6 +199,20 @@ def check_inputs(trials: list[tuple[dict, Config]]) -> None:
         if key not in seen:
             seen.add(key)
             check_plugins(t)
+            _check_turn_budget(t)
+
+
+def _check_turn_budget(t: Config) -> None:
+    """Episodes: a policy turn must hold the environment's longest expert action."""
+    from core import data
+    from core.backends import multiturn
+    records = data.select(t, "train")
+    if records and multiturn.is_episode(records[0]):
+        from transformers import AutoTokenizer
+
+        from core import models
+        source = models.model_source(t.size, Path(t.cache_dir).resolve(), seed=t.data.seed)
+        multiturn.check_action_budget(t, records, AutoTokenizer.from_pretrained(source))
 
 
 def start_rm_endpoints(cfg: Config, trials: list[tuple[dict, Config]]) -> str | None:

@@ -163,6 +163,25 @@ def expert_conversation(tokenizer, record: dict, max_len: int = 1 << 30) -> tupl
     return e.ids, e.n_prompt, e.mask
 
 
+def check_action_budget(cfg, records: list[dict], tokenizer) -> None:
+    """Every expert action must fit in a policy turn (``rl.max_new_tokens``, end-of-turn token
+    included): a budget shorter than the environment's own actions cuts them ("close basket"
+    in 10 characters is "close bask", an invalid action) and no episode can ever succeed."""
+    from core.errors import ConfigError
+    eos = 1 if ChatLayout(tokenizer).eos is not None else 0
+    need, longest = 0, None
+    for r in records:
+        for _obs, action in (r.get("extra_info") or {}).get("expert") or ():
+            n = len(tokenizer(action, add_special_tokens=False)["input_ids"]) + eos
+            if n > need:
+                need, longest = n, (env_of(r)[0], action)
+    if need > cfg.rl.max_new_tokens:
+        raise ConfigError("rl.max_new_tokens", cfg.rl.max_new_tokens,
+                          f"a policy turn must hold the environment's longest action: {longest[0]}'s "
+                          f"expert plays {longest[1]!r}, {need} tokens with the end-of-turn token; "
+                          f"set rl.max_new_tokens >= {need}")
+
+
 # --- the rollout -------------------------------------------------------------------------------
 @dataclass
 class EpisodeRollout(ro.Rollout):

@@ -268,3 +268,17 @@ def test_trajectory_grpo_groups_a_records_episodes_and_leaves_env_tokens_out(tok
     assert (adv[4:] == 0).all()                                # the second group: all returns equal
     token = mt.token_level_rewards(roll)
     assert torch.equal(token.sum(dim=1), torch.tensor(roll.returns, dtype=torch.float32))
+
+
+def test_a_turn_budget_that_cuts_an_expert_action_is_refused(tok):
+    """textnav's expert says "close basket" (12 characters + end of turn): a 10-token turn
+    would cut it to an invalid action on every episode, so the grid refuses it up front."""
+    from core.config import load as load_cfg
+    from core.errors import ConfigError
+    records = load("train", 40, domains=["textnav"], difficulties=[1], seed=0)
+    longest = max(len(a) for r in records for _, a in r["extra_info"]["expert"])
+    short = load_cfg("horizon", ["rl.max_new_tokens=10"])
+    with pytest.raises(ConfigError, match=r"textnav's expert plays '.*'.*set rl.max_new_tokens >= ") as err:
+        mt.check_action_budget(short, records, tok)
+    assert err.value.key == "rl.max_new_tokens" and f">= {longest + 1}" in str(err.value)
+    mt.check_action_budget(load_cfg("horizon", [f"rl.max_new_tokens={longest + 1}"]), records, tok)
