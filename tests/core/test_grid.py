@@ -237,8 +237,11 @@ def test_rm_scaling_grid_end_to_end(ray_cluster, tmp_path):
     parent = client.get_run(state["parent_run_id"])
     kids = client.search_runs([parent.info.experiment_id],
                               f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(kids) == 2
-    for kid in kids:
+    assert len(kids) == 3          # RM xs at two D_RM, and the grid.include rule-reward trial
+    (rule,) = [k for k in kids if k.data.params["reward.name"] == "synthetic"]
+    assert rule.data.tags["axis.reward.name"] == "synthetic" and "train/proxy_reward_mean" not in rule.data.metrics
+    assert _steps(client, rule.info.run_id, "train/acc_mean") == list(range(1, 11))
+    for kid in (k for k in kids if k is not rule):
         rid = kid.info.run_id
         for key in ("train/proxy_reward_mean", "train/gold_reward_mean", "train/kl_init",
                     "reward/rm_errors"):
@@ -250,7 +253,7 @@ def test_rm_scaling_grid_end_to_end(ray_cluster, tmp_path):
         assert kid.data.tags["rm_params"] == "145408"
         assert all(m.value >= 0 for m in client.get_metric_history(rid, "train/kl_init"))
     page = (run_dir / "report" / "report.html").read_text()
-    assert "Reward-model over-optimisation" in page
+    assert "Reward-model over-optimisation" in page and "Rule reward vs learned RMs" in page
     assert (run_dir / "report" / "rm_reward_vs_d.png").exists()
     assert (run_dir / "report" / "rm_scaling.png").exists()
 

@@ -20,7 +20,8 @@ from tests.conftest import ROOT
 # at real scale: the grids that run there, and why the others refuse (each says what is missing)
 AT_SCALE_REFUSED = {"rm_scaling": "reward.name",
                     "verl_smoke": "model", "demo": "model", "smoke": "model", "guru": "model",
-                    "horizon": "model"}   # tiny_long sizes only: multi-turn runs on the CPU ladder today
+                    # multi-turn runs on the CPU ladder today: scale=r1's Guru data has no environments
+                    "horizon": "not a domain of dataset 'guru'"}
 
 
 def _gpu_cfg(grid: str, extra=()):

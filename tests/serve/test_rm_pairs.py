@@ -52,7 +52,7 @@ def test_gold_scores_and_rm_key():
              "reward_model": {"ground_truth": "9"}, "extra_info": {"domain": "arith"}}]
     s = gold_scores(gold, recs, ["#9", "#8", "nine"], 3)
     assert [(x.acc, x.format) for x in s] == [(1.0, 1.0), (0.0, 1.0), (0.0, 0.0)]
-    any_, hard = load("rm_scaling"), load("rm_scaling", ["reward.rm.negatives=hard"])
+    any_, hard = load("rm_scaling", ["reward.rm.negatives=any"]), load("rm_scaling", ["reward.rm.negatives=hard"])
     assert rm_key(any_) != rm_key(hard)          # a hard-negative RM is trained on its own
 
 
