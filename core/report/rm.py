@@ -211,7 +211,7 @@ def plateau_table(res: RMResult) -> Table:
     return Table(("reward", "seeds", "peak gold gain [90% CI]", "fall after the peak [90% CI]",
                   f"plateau step ({rm_peak.PLATEAU:.0%} of the peak gain) [90% CI]",
                   "training FLOPs by then", "gold over training"), body,
-                 rm_peak.plateau_answer(rows))
+                 rm_peak.plateau_answer(rows, tuple(res.rule)))
 
 
 def html(res: RMResult) -> str:

@@ -122,9 +122,29 @@ def fmt(v: tuple[float, float, float], signed: bool = True, digits: int = 3) -> 
     return f"{f.format(v[0])} [{f.format(v[1])}, {f.format(v[2])}]"
 
 
-def plateau_answer(rows: list[tuple[str, Peak]]) -> str:
+def plateau_answer(rows: list[tuple[str, Peak]], rule: tuple[str, ...] = ()) -> str:
     """Which setting's gold reward plateaus first (fewest steps to 90% of its peak gain), and
-    whether that is outside the other settings' intervals."""
+    whether that is outside the other settings' intervals; then, for each rule-reward row
+    (``rule``), whether it plateaus before, after or with each learned RM."""
+    text = _first(rows)
+    for name in rule:
+        r = dict(rows)[name]
+        if r.peak[1] <= 0:
+            text += f" {name}: no rise outside the noise, no plateau to compare."
+            continue
+        rms = [(n, p) for n, p in rows if n not in rule and p.peak[1] > 0]
+        later = [n for n, p in rms if p.plateau_step[2] < r.plateau_step[1]]
+        earlier = [n for n, p in rms if r.plateau_step[2] < p.plateau_step[1]]
+        same = [n for n, _ in rms if n not in later and n not in earlier]
+        parts = [f"later than {' | '.join(later)}" if later else "",
+                 f"earlier than {' | '.join(earlier)}" if earlier else "",
+                 f"inside the noise of {' | '.join(same)}" if same else ""]
+        text += (f" {name} plateaus at step {r.plateau_step[0]:.0f} [{r.plateau_step[1]:.0f}, "
+                 f"{r.plateau_step[2]:.0f}]: " + "; ".join(p for p in parts if p) + ".")
+    return text
+
+
+def _first(rows: list[tuple[str, Peak]]) -> str:
     rising = [(n, p) for n, p in rows if p.peak[1] > 0]
     if len(rising) < 2:
         return ("Which plateaus first: not answerable, fewer than two settings raised gold "

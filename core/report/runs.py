@@ -42,7 +42,7 @@ DEFAULT_SECTIONS = ("findings", "scaling", "rm")
 # the metric histories the sections read (one MLflow query per run and key: the others stay
 # in MLflow; a new section that reads another key adds it here)
 KEYS = ("val/", "compute/flops_total", "train/kl_init", "train/gold_reward_mean",
-        "train/proxy_reward_mean", "rm/", "compute/flops_rollout", "train/filtered_groups",
+        "train/proxy_reward_mean", "train/acc_mean", "rm/", "compute/flops_rollout", "train/filtered_groups",
         "train/extra_prompts", "train/served_prompts")
 
 
@@ -178,6 +178,9 @@ class GridView:
         """Trials that differ only in their seed form one group (one curve, a seed band):
         ``model=m``, ``data.d_sft=4000, data.d_rl=256``, ``model=m, rl.algorithm=sft``."""
         keys = [a for a in self.axes if a != "seed"]
+        tagged = [a for a in keys if f"axis.{a}" in run["tags"]]
+        if tagged:          # a grid.include point names itself by its own keys only
+            keys = tagged
         if "rl.algorithm" not in keys and algorithm(run) != "grpo":
             keys.append("rl.algorithm")
         name = ", ".join(f"{a}={axis_value(run, a)}" for a in keys)

@@ -64,4 +64,5 @@ def test_rm_section_sets_rule_reward_beside_rms(tmp_path):
     assert "rm=s, d_rm=1024" in plateau and "rm=xs, d_rm=1024" in plateau
     # the exploited RM's gold peaks near step 15; the rule reward's holds from about step 10
     assert "Plateaus first: rule reward synthetic" in plateau
+    assert "rule reward synthetic plateaus at step" in plateau and "inside the noise of rm=s, d_rm=1024" in plateau
     assert "Rule reward vs learned RMs" in report.path.read_text()
