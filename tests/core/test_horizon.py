@@ -22,7 +22,7 @@ def test_the_horizon_grid_composes_env_x_level_x_size():
     trials = expand(cfg)
     assert len(trials) == 8 and cfg.grid.report == ("horizon",)
     cells = {(t.data.domains, t.data.difficulties, t.model) for _, t in trials}
-    assert cells == {(d, lv, m) for d in (("maze",), ("textnav",)) for lv in ((1,), (3,)) for m in ("xs", "s")}
+    assert cells == {(d, lv, m) for d in (("maze",), ("textnav",)) for lv in ((1,), (3,)) for m in ("xxs", "xs")}
     for _, t in trials:
         assert t.data.dataset == "environments" and t.reward.name == "env_return"
         assert t.size.arch.max_position_embeddings == 512
