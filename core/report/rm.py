@@ -31,7 +31,7 @@ from core.report.scaling import slug
 from core.report.scaling_html import fit_metrics
 from core.report.tables import Table
 
-SMOOTH = 5
+SMOOTH = rm_peak.SMOOTH
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,22 +62,12 @@ class RMResult:
         return bool(self.groups)
 
 
-def _smooth(v: np.ndarray) -> np.ndarray:
-    k = min(SMOOTH, len(v))
-    return np.convolve(v, np.ones(k) / k, mode="valid") if k else v
-
-
-def _series(run: dict, key: str) -> np.ndarray:
-    h = run["metrics"][key]
-    return np.array([h[s] for s in sorted(h)], float)
-
-
 def _group(name: str, size: str, rm_params: float, d_rm: int, runs: list[dict]) -> RMGroup:
     d, gold, proxy = [], [], []
     for r in runs:
-        kl = _smooth(np.clip(_series(r, "train/kl_init"), 0, None))
-        g = _smooth(_series(r, "train/gold_reward_mean"))
-        p = _smooth(_series(r, "train/proxy_reward_mean"))
+        kl = rm_peak.smooth(np.clip(rm_peak.series(r, "train/kl_init")[1], 0, None))
+        g = rm_peak.smooth(rm_peak.series(r, "train/gold_reward_mean")[1])
+        p = rm_peak.smooth(rm_peak.series(r, "train/proxy_reward_mean")[1])
         n = min(len(kl), len(g), len(p))
         d.append(np.sqrt(kl[:n]))
         gold.append(g[:n] - g[0])
@@ -97,7 +87,7 @@ def _group(name: str, size: str, rm_params: float, d_rm: int, runs: list[dict]) 
 
 def _onpolicy(runs: list[dict]) -> tuple[float, float]:
     """Mean RM accuracy on the policy's own pairs over the first and the last SMOOTH steps."""
-    series = [_series(r, "rm/onpolicy_pair_acc") for r in runs if r["metrics"].get("rm/onpolicy_pair_acc")]
+    series = [rm_peak.series(r, "rm/onpolicy_pair_acc")[1] for r in runs if r["metrics"].get("rm/onpolicy_pair_acc")]
     if not series:
         return float("nan"), float("nan")
     return (float(np.mean([s[:SMOOTH].mean() for s in series])),

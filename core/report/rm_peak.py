@@ -47,25 +47,26 @@ class Peak:
         return "fell from the start" if fell else "no rise outside the noise"
 
 
-def _series(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+def series(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of a run's metric history, in step order (empty if not logged)."""
     h = run["metrics"].get(key) or {}
     steps = sorted(h)
     return np.array(steps, int), np.array([h[s] for s in steps], float)
 
 
-def _smooth(v: np.ndarray) -> np.ndarray:
-    k = min(SMOOTH, v.shape[-1])
-    kernel = np.ones(k) / k
-    return np.apply_along_axis(lambda x: np.convolve(x, kernel, mode="valid"), -1, v)
+def smooth(v: np.ndarray) -> np.ndarray:
+    """The SMOOTH-step running mean (only the full windows)."""
+    k = min(SMOOTH, len(v))
+    return np.convolve(v, np.ones(k) / k, mode="valid") if k else v
 
 
 def _one(gold: np.ndarray, kl: np.ndarray | None) -> tuple[float, float, float, int, int]:
     """(peak gain, fall, KL at peak, index of peak, index of plateau) of one smoothed series."""
-    g = _smooth(gold)
+    g = smooth(gold)
     i = int(np.argmax(g))
     gain = float(g[i] - g[0])
     reach = np.nonzero(g - g[0] >= PLATEAU * gain)[0] if gain > 0 else np.array([i])
-    k = float(_smooth(kl)[i]) if kl is not None else float("nan")
+    k = float(smooth(kl)[i]) if kl is not None else float("nan")
     return gain, float(g[i] - g[-1]), k, i, int(reach[0])
 
 
@@ -73,13 +74,13 @@ def peak(runs: list[dict], gold_key: str = "train/gold_reward_mean") -> Peak | N
     """The gold reward's peak, fall and plateau over ``runs`` (seeds of one setting)."""
     data = []
     for r in runs:
-        steps, gold = _series(r, gold_key)
+        steps, gold = series(r, gold_key)
         if len(gold) < SMOOTH + 1:
             continue
-        ksteps, kl = _series(r, "train/kl_init")
+        ksteps, kl = series(r, "train/kl_init")
         kl = np.clip(kl, 0, None) if len(kl) == len(gold) else None
         n = int(float(r["params"].get("rl.prompts_per_step", 1))) * int(float(r["params"].get("rl.group_size", 1)))
-        fsteps, flops = _series(r, "compute/flops_total")
+        fsteps, flops = series(r, "compute/flops_total")
         data.append((steps[SMOOTH - 1:], gold, kl, n, dict(zip(fsteps.tolist(), flops.tolist()))))
     if not data:
         return None
