@@ -119,7 +119,8 @@ class Data:
     sft_domains: tuple[str, ...] | None           # SFT examples from these (null: data.domains):
                                     # one base that has seen every domain, RL on one
     sft_noise: float                # synthetic: share of worked examples with one slip in
-                                    # the answer (fixed per record; the demo's imperfect teacher)
+                                    # the answer (fixed per record; the demo's imperfect teacher);
+                                    # environments: the teacher's per-turn slip probability
 
 
 @dataclass(frozen=True)

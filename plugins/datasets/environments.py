@@ -20,6 +20,16 @@ equal train episodes in content, as in LMRL-Gym, whose eval games draw from the 
 word lists; ``extra_info.episode`` names the hidden episode so that overlap can be measured.
 The expert's play is the worked example (``worked_examples``): the local warm start trains on
 it multi-turn, with the loss on the expert's turns only (``multiturn.expert_sft_batch``).
+
+``sft_noise`` (``data.sft_noise``, default 0): a noisy teacher, as the synthetic tasks' slipped
+digits. At each turn the teacher slips with that probability: it plays, instead of the
+expert's move, another action the expert played in the same episode (drawn from the clean
+play's actions, seeded per episode; a maze move in another direction, textnav's ``open
+drawer`` again), and the expert re-plans from wherever the slip left it. ``extra_info.expert``
+is then this noisy play (what SFT imitates), with ``expert_return`` / ``expert_success`` its
+own, ``slips`` how many turns slipped and ``clean_return`` the expert's. A warm start on it
+learns the task's function with the slips' noise, so RL has something to sharpen; an exact
+expert's copy leaves RL nothing (the demo's and the curriculum grid's lesson).
 """
 from __future__ import annotations
 
@@ -54,10 +64,33 @@ def split_of(env: str, seed: int) -> str:
     return "eval" if h < EVAL_FRACTION else "train"
 
 
-def make_record(spec, env, level: int, seed: int, split: str, index: int) -> dict:
+def noisy_teacher(spec, clean_actions: list[str], sft_noise: float, key: str):
+    """The expert, slipping at each turn with probability ``sft_noise`` to another action of its
+    own clean play (seeded by ``key``); ``policy.slips`` counts the slips."""
+    rng = random.Random(f"slip/{key}")
+    vocab = sorted(set(clean_actions))
+
+    def policy(env, _obs):
+        action = spec.expert(env)
+        others = [a for a in vocab if a != action]
+        if others and rng.random() < sft_noise:
+            policy.slips += 1
+            return rng.choice(others)
+        return action
+    policy.slips = 0
+    return policy
+
+
+def make_record(spec, env, level: int, seed: int, split: str, index: int, sft_noise: float = 0.0) -> dict:
     from plugins.environments import run_episode
 
     traj = run_episode(env, seed, lambda e, _obs: spec.expert(e), {"level": level})
+    noise = {}
+    if sft_noise:
+        clean = traj
+        teacher = noisy_teacher(spec, [a for _o, a in clean.steps], sft_noise, f"{spec.name}/{level}/{seed}")
+        traj = run_episode(env, seed, teacher, {"level": level})
+        noise = {"sft_noise": sft_noise, "slips": teacher.slips, "clean_return": clean.ret}
     return {
         "data_source": SOURCE_PREFIX + spec.name,
         "ability": spec.name,
@@ -67,14 +100,15 @@ def make_record(spec, env, level: int, seed: int, split: str, index: int) -> dic
                        "domain": spec.name, "difficulty": level, "split": split, "index": index,
                        "max_turns": env.max_turns, "expert": [list(s) for s in traj.steps],
                        "expert_return": traj.ret, "expert_success": traj.success,
-                       "episode": env.episode_key},
+                       "episode": env.episode_key, **noise},
     }
 
 
 def load(split: str, n: int, domains: Sequence[str] | None = None,
-         difficulties: Sequence[int] = LEVELS, seed: int = 0) -> list[dict]:
+         difficulties: Sequence[int] = LEVELS, seed: int = 0, sft_noise: float = 0.0) -> list[dict]:
     """Dataset-plugin factory: ``n`` records of ``split`` spread evenly over ``domains`` x
-    ``difficulties`` (levels an environment lacks are skipped), seeded, distinct seeds."""
+    ``difficulties`` (levels an environment lacks are skipped), seeded, distinct seeds; with
+    ``sft_noise`` the worked play is a noisy teacher's (module docstring)."""
     from core.plugins import registry
 
     if split not in SPLITS:
@@ -95,7 +129,7 @@ def load(split: str, n: int, domains: Sequence[str] | None = None,
             used.add((spec.name, level, ep_seed))
             if (spec.name, level) not in envs:
                 envs[spec.name, level] = spec.factory(level=level)
-            records.append(make_record(spec, envs[spec.name, level], level, ep_seed, split, i))
+            records.append(make_record(spec, envs[spec.name, level], level, ep_seed, split, i, sft_noise))
     finally:
         for env in envs.values():
             env.close()
@@ -107,5 +141,5 @@ def load(split: str, n: int, domains: Sequence[str] | None = None,
 def agentic_rl_datasets():
     yield DatasetSpec(
         name="environments", factory=load, domains=builtin_env_names(), splits=SPLITS,
-        data_sources=(SOURCE_PREFIX,), worked_examples=True,
+        data_sources=(SOURCE_PREFIX,), worked_examples=True, options=("sft_noise",),
         description="multi-turn environment episodes (LMRL-Gym tasks) with expert play, levels 1-4")

@@ -129,3 +129,26 @@ def test_the_horizon_section_on_synthetic_histories(tmp_path):
     assert "inside the noise" in report.tables["horizon_scaling"]
     assert (tmp_path / "horizon_curves.png").exists() and (tmp_path / "horizon_gain.png").exists()
     assert report.metrics["horizon/maze/L1/xs/gain"] == pytest.approx(cell["maze", 1, "xs"].gain.estimate)
+
+
+def test_a_killed_multi_turn_trial_resumes_where_it_stopped(tmp_path):
+    """A multi-turn trial stopped after step 2's checkpoint continues at step 3 and logs what an
+    uninterrupted trial logs at steps 3 and 4 (weights, optimiser, RNG and FLOPs restored)."""
+    from core.trial import latest_checkpoint, run_trial
+    cfg = load("horizon", TINY + [f"cache_dir={tmp_path}/cache", "rl.steps=4"])
+    _, t = expand(cfg)[0]
+    quiet = lambda *_: None   # noqa: E731
+
+    def numbers(m):
+        return {k: v for k, v in m.items() if isinstance(v, (int, float))}
+
+    whole = [numbers(m) for m, _ in run_trial(t, tmp_path / "whole", log=quiet)]
+    for m, _ in run_trial(t, tmp_path / "killed", log=quiet):
+        if m["step"] == 2:
+            break                                   # the trial "dies" after step 2's checkpoint
+    ckpt = latest_checkpoint(tmp_path / "killed")
+    assert ckpt.name == "step_000002"
+    resumed = [numbers(m) for m, _ in run_trial(t, tmp_path / "killed", resume_from=ckpt, log=quiet)]
+    assert [m["step"] for m in resumed] == [3, 4]
+    assert resumed == whole[3:]                     # same episodes, same updates, same FLOPs
+    assert resumed[-1]["val/turns"] >= 1 and "train/turns_mean" in resumed[0]

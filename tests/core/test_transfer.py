@@ -182,3 +182,64 @@ def test_mixed_domain_variant_composes():
     values, t = expand(cfg)[0]
     assert t.data.domains == ("arith", "mul") and t.curriculum.name == "domain_schedule"
     assert trial_key(values).startswith("data-domains=arith+mul_")
+
+
+def _fit_teacher(folder, out, steps: int = 300):
+    """A tiny teacher that knows the fixture's math answers: xs fitted to ``\\boxed{answer}`` on
+    every math train prompt (the char-level ladder answers none of them untrained)."""
+    import torch
+
+    from core import data, models
+    from core.backends.sft import sft_batch
+    from core.config import load
+    cfg = load("guru", [f"data.path={folder}", "data.domains=[math]", "model=xs", "~grid.axes.model"])
+    records = data.select(cfg, "train", n=30)
+    for r in records:
+        r["extra_info"]["sft_response"] = "\\boxed{" + r["reward_model"]["ground_truth"] + "}"
+    torch.manual_seed(0)
+    model, tok = models.load(models.model_source(cfg.size, cfg.cache_dir))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        ids, mask, labels = sft_batch(tok, [records[(step * 10 + j) % len(records)] for j in range(10)])
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels,
+                     position_ids=(mask.cumsum(1) - 1).clamp(min=0), use_cache=False).loss
+        loss.backward()
+        opt.step(), opt.zero_grad()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out), float(loss.detach())
+
+
+def test_sft_rl_ratio_runs_on_guru_data_with_synthesised_sft(tmp_path):
+    """Issue 17's local smoke: ``grid=sft_rl_ratio`` on Guru-shaped data, D_SFT rejection-sampled
+    from a teacher by Guru's own math verifier (never an eval prompt), then SFT and GRPO per trial."""
+    from mlflow.tracking import MlflowClient
+
+    from core import data, synth
+    from core.config import expand, load
+    from core.trial import run_trial
+    from plugins.datasets import _guru_sample
+    folder = _guru_sample.write(tmp_path / "guru", n_train=60, n_eval=8)
+    teacher, loss = _fit_teacher(folder, tmp_path / "teacher")
+    db = tmp_path / "mlflow.db"
+    cfg = load("sft_rl_ratio", [
+        "data.dataset=guru", f"data.path={folder}", "data.domains=[math]", "reward.name=guru",
+        "data.difficulties=[1,2,3,4]", "model=xs", "grid.axes.data.d_sft=[2,4]", "grid.axes.data.d_rl=[8]",
+        f"data.sft_source={{teacher: '{teacher}', k: 4, cap: 1, prompts: 30}}", "data.n_eval=8",
+        "sft.steps=4", "sft.batch_size=4", "rl.steps=1", "rl.prompts_per_step=2", "rl.group_size=2",
+        "eval.every=1", "eval.n_samples=2", "eval.k_max=2", "rl.max_new_tokens=16",
+        f"cache_dir={tmp_path}/cache", f"tracking.tracking_uri=sqlite:///{db}"])
+    trials = expand(cfg)
+    assert [t.data.d_sft for _, t in trials] == [2, 4]
+    sft = data.select(trials[1][1], "sft")
+    assert len(sft) == 4 and all(r["extra_info"]["sft_response"] for r in sft)
+    evals = {json.dumps(r["prompt"]) for r in data.select(trials[1][1], "eval")}
+    assert not evals & {json.dumps(r["prompt"]) for r in sft}         # never an eval prompt
+    client = MlflowClient(f"sqlite:///{db}")
+    (run,) = client.search_runs([client.get_experiment_by_name(synth.EXPERIMENT).experiment_id])
+    assert 0 < run.data.metrics["synth/math/acceptance_rate"] <= 1 and run.data.params["teacher"] == teacher
+    for _, t in trials:
+        steps = [m for m, _ in run_trial(t, tmp_path / f"t{t.data.d_sft}", log=lambda *_: None)]
+        assert [m["step"] for m in steps] == [0, 1]
+        assert steps[0]["compute/flops_sft"] > 0 and "val/math/pass_at_1" in steps[-1]

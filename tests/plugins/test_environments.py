@@ -350,6 +350,34 @@ def test_dataset_records_splits_and_seeding():
         load("test", 1, domains)
 
 
+def test_noisy_teacher_slips_replay_and_keep_the_prompts():
+    """``sft_noise``: the worked play slips (to another of the expert's own actions) at about that
+    rate per turn, the expert re-plans from there, the play replays in the environment to its recorded
+    return, the same seed gives the same slips, and prompts and episodes are the clean ones'."""
+    domains = ["maze", "textnav"]
+    clean = load("train", 40, domains, (1, 3), seed=0)
+    noisy = load("train", 40, domains, (1, 3), seed=0, sft_noise=0.3)
+    assert noisy == load("train", 40, domains, (1, 3), seed=0, sft_noise=0.3)
+    assert [r["prompt"] for r in noisy] == [r["prompt"] for r in clean]
+    turns = slips = 0
+    for c, r in zip(clean, noisy):
+        info = r["extra_info"]
+        assert info["seed"] == c["extra_info"]["seed"] and info["sft_noise"] == 0.3
+        assert info["clean_return"] == c["extra_info"]["expert_return"]
+        env = make(info["env"], **info["options"])
+        obs, ret = env.reset(info["seed"], r), 0.0
+        for seen, action in info["expert"]:
+            assert seen == obs
+            obs, reward, done, step_info = env.step(action)
+            ret += reward
+        assert done and ret == info["expert_return"] and step_info["success"] == info["expert_success"]
+        turns, slips = turns + len(info["expert"]), slips + info["slips"]
+    assert 0.15 < slips / turns < 0.35                             # about the rate asked for
+    assert sum(r["extra_info"]["expert_return"] for r in noisy) < sum(
+        r["extra_info"]["expert_return"] for r in clean)           # slips cost the teacher
+    assert "slips" not in clean[0]["extra_info"]
+
+
 def test_gymnasium_adapter():
     pytest.importorskip("gymnasium")
     from plugins.environments._gym import to_gymnasium
