@@ -181,3 +181,25 @@ def test_verl_sft_on_the_cpu_trains_a_base_that_loads_and_is_cached(tmp_path, mo
     monkeypatch.setattr(subprocess, "run", no_run)
     assert ensure_sft_base(t, logs.append) == (folder, flops)
     assert "reusing cached base" in logs[-1]
+
+
+@pytest.mark.slow
+def test_a_verl_trial_with_d_sft_runs_sfts_trainer_then_main_ppo_from_its_base(tmp_path):
+    """Issue 17's "SFT then RL" on the CPU verl path, end to end: ``run`` makes the base with
+    verl's SFT trainer and ``main_ppo`` trains from that base (``model_path`` is the SFT folder)."""
+    import ray
+
+    from core.backends.verl import CPU_MODE_LOGICAL_CPUS, model_path
+    from core.backends.verl_sft import sft_folder
+    from core.backends.verl_trial import run
+    t = _trial(tmp_path, ["rl.steps=1", "eval.every=1", "data.d_rl=8", "data.n_eval=4",
+                          "rl.prompts_per_step=4", "rl.group_size=2", "eval.n_samples=2", "eval.k_max=2"])
+    ray.init(num_cpus=max(12, 1 + CPU_MODE_LOGICAL_CPUS), num_gpus=1, include_dashboard=False,
+             configure_logging=False)
+    try:
+        steps = {m["step"]: m for m, _ in run(t, tmp_path / "trial", log=lambda *a: None)}
+    finally:
+        ray.shutdown()
+    assert sorted(steps) == [0, 1]
+    assert steps[0]["compute/flops_sft"] > 0 and "val/pass_at_1" in steps[1]
+    assert model_path(t) == str(sft_folder(t)) and (Path(model_path(t)) / "sft.json").exists()
