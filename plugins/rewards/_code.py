@@ -112,20 +112,26 @@ def harness_program(python: str | None = None) -> str:
         return _HARNESS_PROGRAMS[python]
 
 
-def functional_program(code: str, tests: str, prefix: str = "") -> tuple[str, str, str]:
-    """(program, stdin, nonce) that runs function tests in the trusted harness."""
+def functional_program(code: str, tests: str, prefix: str = "") -> tuple[str, str, str, str]:
+    """(harness program, its stdin, the answer's program, nonce) for ``Sandbox.run_paired``:
+    the harness and the tests in one jail with the nonce on stdin, the answer in another
+    (the same program, started without descriptors to a peer, is the answer's side)."""
     nonce = secrets.token_hex(16)
-    head = json.dumps(prefix)                      # ASCII, read before the harness forks
-    payload = f"{len(head):012d}{head}" + json.dumps({"nonce": nonce, "solution": code, "tests": tests})
-    return harness_program(), payload, nonce
+    payload = json.dumps({"nonce": nonce, "solution": code, "tests": tests, "prefix": prefix})
+    program = harness_program()
+    return program, payload, program, nonce
 
 
 def harness_verdict(result, nonce: str) -> tuple[bool, str]:
-    """Pass only on the harness's own ``<nonce> PASS`` line and a clean exit."""
-    lines = result.stdout.strip().splitlines()
-    last = lines[-1].strip() if lines else ""
-    if last == f"{nonce} PASS" and result.ok:
+    """Pass only when the harness exited cleanly and its whole output, within the read
+    limit, is exactly one line: ``<nonce> PASS``. Anything more or else fails."""
+    lines = result.stdout.splitlines()
+    if result.status == "output_limit":
+        return False, f"the test harness wrote too much: {result.reason}"
+    if len(lines) == 1 and lines[0] == f"{nonce} PASS" and result.stdout.endswith("\n") and result.ok:
         return True, "tests pass"
-    if last.startswith(f"{nonce} FAIL"):
-        return False, last[len(nonce) + 5:].strip() or "tests fail"
+    if len(lines) == 1 and lines[0].startswith(f"{nonce} FAIL"):
+        return False, lines[0][len(nonce) + 5:].strip() or "tests fail"
+    if len(lines) > 1:
+        return False, f"the test harness wrote {len(lines)} lines, not one verdict"
     return False, f"the test harness did not finish: {result.reason}"

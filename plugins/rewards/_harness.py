@@ -1,45 +1,41 @@
 """The trusted harness for function-call code tests (``{"functional": test_code}``).
 
-It runs as ``/work/main.py`` inside the sandbox (``sandbox.py``), under the system Python
-with the standard library only. The answer's code and the tests never share a process:
+One program, two jails (``Sandbox.run_paired``), under the system Python with the standard
+library only. The answer's code and the tests never share a process, nor a PID namespace:
 
-1. The harness makes itself non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``), so no other
-   process of the sandbox user may ptrace it or open its ``/proc/<pid>/mem``, ``fd/`` or
-   ``environ``; it fails closed if that does not work.
-2. It forks the **answer process** before reading anything secret. The child points its
-   stdin, stdout and stderr at ``/dev/null``, closes every other descriptor but its two
-   pipes, and then only ever sees the answer's code and the arguments of the calls the
-   tests make. It never holds the tests, the expected values or the nonce, and it has no
-   descriptor that leads to the harness's output.
-3. Before the fork the harness reads exactly the record's prefix from stdin (12 digits
-   of length, then the JSON-encoded prefix; not secret) and runs it with the helpers
-   below, so the prefix's imports load once for both processes. After the fork it reads
-   the rest, ``{"nonce", "solution", "tests"}``, and closes stdin (the file lives outside
-   the sandbox, so nothing can reopen it). It keeps a private duplicate of stdout for the
-   verdict and sends its own fd 1 to ``/dev/null``, so nothing the tests print can look
-   like a verdict.
-4. It runs LeetCode's helpers (``ListNode``, ``TreeNode``, ``list_node``,
-   ``is_same_list``, ``tree_node``, ``is_same_tree``), the record's prefix and then the
-   tests in its own namespace. A global name the tests use that is neither
-   theirs nor a builtin (``Solution``, the function name) resolves to a proxy for the
-   answer's object; calling it sends the arguments over a pipe as data, the answer
-   process runs the call, and only *data* comes back: ``None``, bools, numbers (also
-   ``Fraction`` and ``Decimal``), strings, bytes, lists, tuples, dicts, sets, deques and
-   nodes of the tests' own classes (``ListNode``, ``TreeNode``, ...) are rebuilt here
-   as plain objects of the harness's own types; anything else stays in the answer
-   process as an opaque handle (no truth value, equal only to itself). Arguments the
-   answer changes in place (lists, dicts, sets, nodes) are copied back.
-5. The verdict line is ``<nonce> PASS`` only when the tests ran to their end without an
-   exception, called the answer at least once, and the answer process neither died nor
-   raised ``SystemExit`` / ``KeyboardInterrupt``. Otherwise ``<nonce> FAIL <reason>``.
+1. **The tests' jail** runs ``main.py <request fd> <reply fd>`` (``main_tests``). It makes
+   itself non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``; it fails closed if that does not
+   work), keeps a private duplicate of stdout for the verdict and points fd 1 at
+   ``/dev/null`` before anything else runs, so nothing the prefix or the tests print can
+   look like a verdict. It reads ``{"nonce", "solution", "tests", "prefix"}`` from stdin,
+   then runs LeetCode's helpers (``ListNode``, ``TreeNode``, ``list_node``,
+   ``is_same_list``, ``tree_node``, ``is_same_tree``), the record's prefix and the tests
+   in its own namespace.
+2. **The answer's jail** runs ``main.py`` with the two pipes as stdin and stdout
+   (``main_answer``): it moves them to private descriptors, points 0, 1 and 2 at
+   ``/dev/null``, closes every other descriptor, and serves requests. The first request
+   (``load``) carries the answer's code, the prefix and the names of the tests' classes;
+   it never receives the tests, the expected values or the nonce, and no process in its
+   namespace holds them or any descriptor that leads to the verdict.
+3. A global name the tests use that is neither theirs nor a builtin (``Solution``, the
+   function name) resolves to a proxy for the answer's object; calling it sends the
+   arguments over the pipe as data, the answer's jail runs the call, and only *data*
+   comes back: ``None``, bools, numbers (also ``Fraction`` and ``Decimal``), strings,
+   bytes, lists, tuples, dicts, sets, deques and nodes of the tests' own classes
+   (``ListNode``, ``TreeNode``, ...) are rebuilt as plain objects of the harness's own
+   types; anything else stays with the answer as an opaque handle (no truth value, equal
+   only to itself). Arguments the answer changes in place are copied back.
+4. The verdict line is ``<nonce> PASS`` only when the tests ran to their end without an
+   exception, called the answer at least once, and the answer neither died nor raised
+   ``SystemExit`` / ``KeyboardInterrupt``. Otherwise ``<nonce> FAIL <reason>``.
 
-The caller (``guru.py``) passes only when the last line of stdout is exactly
-``<nonce> PASS`` and the harness exited 0. Nothing the answer does, in its module code or
-in a call, can reach the tests' objects, the comparison, the nonce or the verdict channel:
-exits, atexit hooks, excepthooks, patched builtins or modules, printed markers, threads,
-signals, frame or gc introspection, ctypes, ``/proc`` and objects whose ``__eq__`` always
-says True all stay inside the answer process (``tests/plugins/test_sandbox.py`` tries
-each).
+The caller (``_code.harness_verdict``) passes only when the harness exited 0 and its whole
+output, within the read limit, is exactly the line ``<nonce> PASS``. Nothing the answer does,
+in its module code or in a call, can reach the tests' objects, the comparison, the nonce or
+the verdict channel: exits, atexit hooks, excepthooks, patched builtins or modules, printed
+markers, threads, signals, frame or gc introspection, ctypes, ``/proc``, pidfds and objects
+whose ``__eq__`` always says True all stay inside the answer's jail
+(``tests/plugins/test_sandbox.py`` and ``test_sandbox_jail.py`` try each).
 """
 from __future__ import annotations
 
@@ -441,18 +437,6 @@ def _read_all(fd: int) -> bytes:
         chunks.append(b)
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    """Exactly ``n`` bytes (never one more: what follows is secret until after the fork)."""
-    chunks, got = [], 0
-    while got < n:
-        b = os.read(fd, n - got)
-        if not b:
-            break
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
-
-
 def _non_dumpable() -> bool:
     """prctl(PR_SET_DUMPABLE, 0), then check it with PR_GET_DUMPABLE."""
     try:
@@ -466,58 +450,35 @@ def _non_dumpable() -> bool:
         return libc.prctl(4, 0, 0, 0, 0) == 0 and libc.prctl(3, 0, 0, 0, 0) == 0
 
 
-def main() -> None:
-    """stdin: 12 digits, the JSON-encoded prefix of that length (not secret), then
-    ``{"nonce", "solution", "tests"}`` (read only after the fork)."""
+def main_tests(req_w: int, rep_r: int) -> None:
+    """The tests' side, alone in its jail. stdin: ``{"nonce", "solution", "tests",
+    "prefix"}``; ``req_w``/``rep_r``: the pipes to the answer's jail. The verdict is the
+    only thing it writes to stdout; everything else (the prefix's and the tests' prints)
+    goes to /dev/null."""
     global _RPC
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
     if not _non_dumpable():
         os.write(2, b"harness: cannot make itself non-dumpable; refusing to run\n")
         os._exit(3)
-    prefix = json.loads(_read_exact(0, int(_read_exact(0, 12))) or b'""')
+    out = os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 1)                  # what the tests print cannot pass for a verdict
+    payload = json.loads(_read_all(0))
+    os.dup2(null, 0)
+    nonce, prefix = payload["nonce"], payload.get("prefix") or ""
     tests_ns = {"__name__": "__main__", "__builtins__": TestGlobals(vars(builtins))}
-    try:            # before the fork: the prefix's imports are loaded once for both processes
+    try:
         exec(compile(HELPERS, "<helpers>", "exec"), tests_ns)
         exec(compile(prefix, "<prefix>", "exec"), tests_ns)
-        prefix_error = None
     except BaseException as exc:
-        prefix_error = f"the test prefix failed: {type(exc).__name__}: {exc}"
-    classes = sorted(k for k, v in tests_ns.items() if isinstance(v, type) and v.__module__ == "__main__")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    req_r, req_w = os.pipe()
-    rep_r, rep_w = os.pipe()
-    pid = os.fork() if prefix_error is None else -1
-    if pid == 0:
-        try:
-            null = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            keep = sorted({req_r, rep_w})
-            os.closerange(3, keep[0])
-            os.closerange(keep[0] + 1, keep[1])
-            os.closerange(keep[1] + 1, 1 << 16)
-            serve(req_r, rep_w, prefix, classes)
-        finally:
-            os._exit(0)
-    os.close(req_r)
-    os.close(rep_w)
-    raw = _read_all(0)
-    null = os.open("/dev/null", os.O_RDWR)
-    os.dup2(null, 0)                  # the payload file is gone from this sandbox now
-    out = os.dup(1)
-    os.dup2(null, 1)                  # what the tests print cannot pass for a verdict
-    payload = json.loads(raw)
-    del raw
-    nonce = payload["nonce"]
-    if prefix_error:
-        _verdict(out, nonce, False, prefix_error)
+        _verdict(out, nonce, False, f"the test prefix failed: {type(exc).__name__}: {exc}")
         return
+    classes = sorted(k for k, v in tests_ns.items() if isinstance(v, type) and v.__module__ == "__main__")
     _RPC = Rpc(req_w, rep_r, Codec("t", tests_ns, trusted=True))
     ok, reason = False, ""
     try:
-        _RPC.request({"op": "load", "code": payload["solution"]})
+        _RPC.request({"op": "load", "code": payload["solution"], "prefix": prefix, "classes": classes})
         exec(compile(payload["tests"], "<tests>", "exec"), tests_ns)
         ok = True
     except AnswerFailure:
@@ -533,8 +494,25 @@ def main() -> None:
     _verdict(out, nonce, ok, reason)
 
 
+def main_answer() -> None:
+    """The answer's side, alone in its own jail: requests on stdin, replies on stdout.
+    Its standard descriptors then point at /dev/null, so nothing it prints is a reply."""
+    rfd, wfd = os.dup(0), os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    keep = sorted({rfd, wfd})
+    os.closerange(3, keep[0])
+    os.closerange(keep[0] + 1, keep[1])
+    os.closerange(keep[1] + 1, 1 << 16)
+    try:
+        serve(rfd, wfd)
+    finally:
+        os._exit(0)
+
+
 # --- the answer process ---------------------------------------------------------------------------
-def serve(rfd: int, wfd: int, prefix: str, classes: list) -> None:
+def serve(rfd: int, wfd: int) -> None:
     """Run the answer's code (after the record's prefix) and the calls the harness asks
     for. Everything here may be subverted by the answer; the harness trusts none of it."""
     import types
@@ -549,8 +527,10 @@ def serve(rfd: int, wfd: int, prefix: str, classes: list) -> None:
             op = msg["op"]
             nodes: dict = {}
             if op == "load":
+                classes = [str(name) for name in msg.get("classes") or ()]
                 codec.classes = {name: None for name in classes}
-                exec(compile(prefix + "\n" + msg["code"], "solution.py", "exec"), module.__dict__)
+                exec(compile(str(msg.get("prefix") or "") + "\n" + msg["code"], "solution.py", "exec"),
+                     module.__dict__)
                 for name in classes:
                     cls = module.__dict__.get(name)
                     codec.classes[name] = cls if isinstance(cls, type) else type(name, (), {})
@@ -584,5 +564,8 @@ def serve(rfd: int, wfd: int, prefix: str, classes: list) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3:            # main.py <request fd> <reply fd>: the tests' jail
+        main_tests(int(sys.argv[1]), int(sys.argv[2]))
+    else:
+        main_answer()
     os._exit(0)           # the verdict is written; skip tearing the interpreter down

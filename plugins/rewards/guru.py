@@ -564,8 +564,8 @@ def plan_codegen(response: str, gt: Any, extra: dict, judge=None) -> Plan:
     tests = parse_value(gt)
     if isinstance(tests, dict) and isinstance(tests.get("functional"), str):
         prefix = extra.get("prefix") if isinstance(extra.get("prefix"), str) else ""
-        program, stdin, nonce = functional_program(code, tests["functional"], prefix)
-        return Plan(code, 1.0, programs=[(program, stdin)],
+        program, stdin, answer, nonce = functional_program(code, tests["functional"], prefix)
+        return Plan(code, 1.0, programs=[(program, stdin, answer)],
                     finish=lambda _, r: harness_verdict(r[0], nonce))
     if isinstance(tests, dict) and "inputs" in tests and "outputs" in tests:
         ins, outs = list(as_plain(tests["inputs"])), list(as_plain(tests["outputs"]))

@@ -26,10 +26,17 @@ read-only binds) without root, which ``unshare`` alone cannot, and it is what Re
 library only), which the unprivileged sandbox user can read; set ``python=`` to change it.
 
 What runs in a jail is the answer's program itself (stdin/stdout tests: the expected output
-never enters the jail, and the caller compares stdout), or, for function-call tests, the
-trusted harness ``_harness.py``, which runs the answer in a second process of the same jail
-and proves a pass with a nonce (see its docstring): a program's exit status alone never
-passes a test.
+never enters the jail, and the caller compares stdout), or, for function-call tests, two jails
+joined by two pipes (``run_paired``): the trusted harness ``_harness.py`` with the tests and a
+nonce in one, the answer in the other, in a PID namespace where no process holds anything
+secret (see the harness's docstring). A program's exit status alone never passes a test.
+
+Every jail also gets a seccomp filter (``_seccomp.py``: no ``ptrace``, ``process_vm_*``,
+``pidfd_*`` or ``kcmp``). bwrap reports the host pid of the jail's PID 1 on
+``--json-status-fd``; the host holds a pidfd of it and, when the run ends or times out,
+kills it and reaps bwrap, which returns only after the kernel has killed every process of
+the namespace: nothing of a jail runs once its result is read. Output past
+``Limits.output_bytes`` is a failure (``output_limit``), never a silent truncation.
 
 Every run returns a :class:`Result` whose ``status`` says what happened (``ok``, ``error``,
 ``timeout``, ``memory``, ``output_limit``, ``killed``, ``sandbox_error``) and a one-line
@@ -50,6 +57,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from plugins.rewards import _seccomp
 
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed", "sandbox_error")
 _UID_BASE = 61000          # unprivileged uids used when the caller is root: 61000..61999
@@ -120,14 +129,20 @@ class Sandbox:
                 "the code sandbox needs bubblewrap (bwrap), which is not installed: "
                 "`make setup` installs it on Debian/Ubuntu (apt-get install bubblewrap)")
 
-    # --- one program ---------------------------------------------------------------------
-    def _argv(self, prog: Path) -> list[str]:
+    # --- one jail --------------------------------------------------------------------------
+    def _argv(self, prog: Path, args: tuple[str, ...], seccomp_fd: int | None, status_fd: int) -> list[str]:
         lim = self.limits
+        # PID 1 of the jail is bwrap's reaper, which holds the jail's stdin and stdout and runs
+        # as the jail's user: a jail therefore holds nothing its program may not see (function
+        # tests run the answer in a jail of its own, ``run_paired``). When the program exits,
+        # the reaper exits and the kernel kills every process the program left behind.
         argv = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-                "--cap-drop", "ALL", "--clearenv",
+                "--cap-drop", "ALL", "--clearenv", "--json-status-fd", str(status_fd),
                 "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/work",
                 "--setenv", "PYTHONHASHSEED", "0",
                 "--ro-bind", "/usr", "/usr"]
+        if seccomp_fd is not None:
+            argv += ["--seccomp", str(seccomp_fd)]
         for top in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
             if os.path.islink(top):
                 argv += ["--symlink", os.readlink(top), top]
@@ -140,7 +155,7 @@ class Sandbox:
         argv += ["--proc", "/proc", "--dev", "/dev",
                  "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/work",
                  "--ro-bind", str(prog), "/work/main.py", "--chdir", "/work",
-                 "--", self.python, "-I", "-B", "main.py"]
+                 "--", self.python, "-I", "-B", "main.py", *args]
         return argv
 
     def _preexec(self, uid: int | None, nproc: int):
@@ -162,49 +177,185 @@ class Sandbox:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         return apply
 
+    def _spawn(self, prog: Path, stdin, stdout, stderr, args: tuple[str, ...] = (),
+               pass_fds: tuple[int, ...] = ()) -> "_Jail":
+        """Start one jail; raises OSError when bwrap cannot start."""
+        lim = self.limits
+        uid = _sandbox_uid() if os.geteuid() == 0 else None   # each jail its own uid
+        nproc = lim.nproc if uid is not None else _own_process_count() + lim.nproc
+        bpf = _seccomp.program()
+        filt_r = None
+        if bpf is not None:
+            filt_r, filt_w = os.pipe()
+            os.write(filt_w, bpf)
+            os.close(filt_w)
+        stat_r, stat_w = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                self._argv(prog, args, filt_r, stat_w), stdin=stdin, stdout=stdout, stderr=stderr,
+                preexec_fn=self._preexec(uid, nproc), close_fds=True, env=_BWRAP_ENV,
+                pass_fds=tuple(fd for fd in (filt_r, stat_w, *pass_fds) if fd is not None))
+        finally:
+            os.close(stat_w)
+            if filt_r is not None:
+                os.close(filt_r)
+        # the status pipe stays open until bwrap is reaped: it writes its exit code there last
+        return _Jail(proc, _init_pidfd(stat_r, proc.pid), stat_r)
+
+    def _end(self, jail: "_Jail", deadline: float) -> tuple[int, bool]:
+        """Wait for a jail until ``deadline``; then kill its init, which takes every process
+        of the jail with it, and reap bwrap (which exits only after the init is reaped, so
+        nothing of the jail runs once this returns). (return code, timed out)."""
+        timed_out = False
+        try:
+            jail.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        jail.kill()
+        rc = jail.proc.wait()
+        jail.close()
+        return rc, timed_out
+
     def run(self, code: str, stdin: str = "") -> Result:
         """Run ``code`` as ``/work/main.py`` with ``stdin``; never raises for what it does."""
         lim = self.limits
         start = time.monotonic()
         host = Path(tempfile.mkdtemp(prefix="arl-sbx-"))
         try:
-            uid = _sandbox_uid() if os.geteuid() == 0 else None
-            nproc = lim.nproc if uid is not None else _own_process_count() + lim.nproc
-            prog = host / "main.py"
-            prog.write_text(code)
-            (host / "stdin").write_text(stdin)
-            os.chmod(host, 0o755)
-            prog.chmod(0o644)
+            prog = _write(host, "main.py", code)
+            _write(host, "stdin", stdin)
             with open(host / "stdin", "rb") as fin, open(host / "stdout", "wb") as fout, \
                     open(host / "stderr", "wb") as ferr:
                 try:
-                    proc = subprocess.Popen(self._argv(prog), stdin=fin, stdout=fout, stderr=ferr,
-                                            preexec_fn=self._preexec(uid, nproc), close_fds=True,
-                                            env=_BWRAP_ENV)   # bwrap's own env is visible as /proc/1/environ
+                    jail = self._spawn(prog, fin, fout, ferr)
                 except OSError as exc:
                     return Result("sandbox_error", None, "", "", 0.0, f"could not start bwrap: {exc}")
-                timed_out = False
-                try:
-                    rc = proc.wait(timeout=lim.wall_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    _kill_tree(proc)
-                    rc = proc.wait()
-            wall = time.monotonic() - start
-            out = _read_capped(host / "stdout", lim.output_bytes)
-            err = _read_capped(host / "stderr", lim.output_bytes)
-            return _classify(rc, timed_out, out, err, wall, lim)
+                rc, timed_out = self._end(jail, start + lim.wall_s)
+            return _outcome(host, rc, timed_out, time.monotonic() - start, lim)
         finally:
             shutil.rmtree(host, ignore_errors=True)
 
+    def run_paired(self, program: str, stdin: str, peer: str) -> Result:
+        """Run ``program`` in one jail and ``peer`` in another, joined only by two pipes:
+        ``program`` gets ``main.py <write fd> <read fd>`` to talk to the peer and ``stdin``;
+        the peer gets the pipes as its stdin and stdout and nothing else. The result is
+        ``program``'s; the peer's jail is killed before it is read. Used for function tests:
+        the harness and the tests in one jail, the answer in the other, so no process of
+        the answer can see, signal or read a process that holds the tests, the nonce or
+        the verdict's channel (they are in another PID namespace)."""
+        lim = self.limits
+        start = time.monotonic()
+        host = Path(tempfile.mkdtemp(prefix="arl-sbx-"))
+        jails: list[_Jail] = []
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            prog = _write(host, "main.py", program)
+            peer_prog = _write(host, "peer.py", peer)
+            _write(host, "stdin", stdin)
+            with open(host / "stdin", "rb") as fin, open(host / "stdout", "wb") as fout, \
+                    open(host / "stderr", "wb") as ferr, open(os.devnull, "wb") as null:
+                try:
+                    jails.append(self._spawn(peer_prog, req_r, rep_w, null))
+                    for fd in (req_r, rep_w):
+                        os.close(fd)
+                    req_r = rep_w = -1
+                    jails.append(self._spawn(prog, fin, fout, ferr, args=(str(req_w), str(rep_r)),
+                                             pass_fds=(req_w, rep_r)))
+                except OSError as exc:
+                    return Result("sandbox_error", None, "", "", 0.0, f"could not start bwrap: {exc}")
+                finally:
+                    for fd in (req_r, rep_w, req_w, rep_r):
+                        if fd >= 0:
+                            os.close(fd)
+                rc, timed_out = self._end(jails[1], start + lim.wall_s)
+                self._end(jails[0], 0.0)
+            return _outcome(host, rc, timed_out, time.monotonic() - start, lim)
+        finally:
+            for jail in jails:
+                if jail.proc.returncode is None:
+                    jail.kill()
+                    jail.proc.wait()
+                jail.close()
+            shutil.rmtree(host, ignore_errors=True)
+
     # --- many programs ----------------------------------------------------------------------
-    def map(self, jobs: list[tuple[str, str]], workers: int | None = None) -> list[Result]:
-        """Run ``(code, stdin)`` jobs in parallel; results in order."""
+    def map(self, jobs: list[tuple], workers: int | None = None) -> list[Result]:
+        """Run jobs in parallel, results in order: ``(code, stdin)`` runs one jail,
+        ``(program, stdin, peer)`` two joined jails (:meth:`run_paired`)."""
         if not jobs:
             return []
         workers = workers or min(len(jobs), max(2, 2 * (os.cpu_count() or 1)))
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(lambda job: self.run(*job), jobs))
+            return list(pool.map(lambda job: self.run(*job) if len(job) == 2 else self.run_paired(*job), jobs))
+
+
+@dataclass
+class _Jail:
+    proc: subprocess.Popen
+    init: int | None             # a pidfd of the jail's PID 1 (bwrap's reaper), None if unknown
+    status: int                  # bwrap's --json-status-fd, read end
+
+    def close(self) -> None:
+        for fd in (self.init, self.status):
+            if fd is not None:
+                os.close(fd)
+        self.init = self.status = None
+
+    def kill(self) -> None:
+        if self.init is not None:
+            try:
+                signal.pidfd_send_signal(self.init, signal.SIGKILL)
+            except OSError:
+                pass
+        _kill_tree(self.proc)
+
+
+def _init_pidfd(status_fd: int, bwrap_pid: int) -> int | None:
+    """A pidfd of the jail's PID 1, from bwrap's first JSON status (``child-pid``), checked
+    to be bwrap's own child; None when bwrap exited before it started one."""
+    import json
+    buf = b""
+    while not buf.endswith(b"}\n"):
+        chunk = os.read(status_fd, 4096)
+        if not chunk:
+            return None
+        buf += chunk
+    try:
+        pid = int(json.loads(buf.split(b"}\n")[0] + b"}")["child-pid"])
+        fd = os.pidfd_open(pid)
+    except (ValueError, KeyError, OSError):
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        ppid = int(next(ln for ln in status.splitlines() if ln.startswith("PPid:")).split()[1])
+    except (OSError, StopIteration, ValueError):
+        ppid = -1
+    if ppid != bwrap_pid:          # gone and its pid reused: not ours to kill
+        os.close(fd)
+        return None
+    return fd
+
+
+def _write(host: Path, name: str, text: str) -> Path:
+    path = host / name
+    path.write_text(text)
+    path.chmod(0o644)
+    os.chmod(host, 0o755)
+    return path
+
+
+def _outcome(host: Path, rc: int, timed_out: bool, wall: float, lim: Limits) -> Result:
+    """The result from the jail's files. Output past ``output_bytes`` is a failure
+    (``output_limit``), never a truncation that could hide what followed."""
+    size = (host / "stdout").stat().st_size
+    out = _read_capped(host / "stdout", lim.output_bytes)
+    err = _read_capped(host / "stderr", lim.output_bytes)
+    res = _classify(rc, timed_out, out, err, wall, lim)
+    if size > lim.output_bytes and res.status in ("ok", "error", "killed"):
+        return Result("output_limit", rc, out, err, wall,
+                      f"wrote {size} bytes to stdout, more than the {lim.output_bytes}-byte limit")
+    return res
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:

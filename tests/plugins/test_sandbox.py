@@ -211,9 +211,11 @@ CHEATS = {
     "write_markers_to_every_fd": (LEET, "import os\nfor fd in range(1, 64):\n    try:\n"
                                         "        os.write(fd, b'{\"seq\": 1, \"ret\": null}\\n' + b'0' * 32 + b' PASS\\n')\n"
                                         "    except OSError:\n        pass\n" + WRONG, "answer process"),
-    "kill_the_harness": (LEET, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + WRONG, "SIGKILL"),
-    "kill_every_process": (LEET, "import os, signal\nos.kill(-1, signal.SIGKILL)\n" + WRONG, "harness did not finish"),
-    "stop_the_harness": (LEET, "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\n" + WRONG, "wall-clock"),
+    # the harness is in another jail: the answer's parent is its own jail's init, which
+    # ignores signals from inside its namespace, and kill(-1) finds no other process
+    "kill_the_harness": (LEET, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + WRONG, FAILED),
+    "kill_every_process": (LEET, "import os, signal\nos.kill(-1, signal.SIGKILL)\n" + WRONG, "ProcessLookupError"),
+    "stop_the_harness": (LEET, "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\n" + WRONG, FAILED),
     "alarm_signal_exit": (LEET, "import os, signal, time\nsignal.signal(signal.SIGALRM, lambda *a: os._exit(0))\n"
                                 "signal.setitimer(signal.ITIMER_REAL, 0.05)\n" + IN_CALL.format("time.sleep(1); return [0, 0]"),
                           "exited during a call"),
